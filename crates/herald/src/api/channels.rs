@@ -1,0 +1,94 @@
+//! `GET /apps/{id}/channels`, `/channels/{name}` and `/channels/{name}/users` (spec §8.5-8.7).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use herald_protocol::api::InfoRequest;
+use herald_protocol::{ChannelKind, ChannelName};
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::signed::Signed;
+use crate::node::Node;
+
+const PRESENCE_PREFIX: &str = "presence-";
+
+pub async fn list(State(node): State<Arc<Node>>, signed: Signed) -> Result<Json<Value>, ApiError> {
+    let prefix = signed.param("filter_by_prefix").unwrap_or_default();
+    let info = InfoRequest::parse(signed.param("info"));
+    if info.user_count && !prefix.starts_with(PRESENCE_PREFIX) {
+        return Err(ApiError::BadRequest(
+            "info=user_count needs filter_by_prefix starting with presence-".into(),
+        ));
+    }
+    let channels: Map<String, Value> = node
+        .hub
+        .channels(&signed.app.id, prefix)
+        .into_iter()
+        .filter(|c| c.name.kind() != ChannelKind::ServerToUser)
+        .map(|c| {
+            let mut attributes = Map::new();
+            if info.user_count {
+                attributes.insert("user_count".into(), c.user_count.unwrap_or(0).into());
+            }
+            if info.subscription_count {
+                attributes.insert("subscription_count".into(), c.subscription_count.into());
+            }
+            (c.name.to_string(), Value::Object(attributes))
+        })
+        .collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+pub async fn show(
+    State(node): State<Arc<Node>>,
+    Path((_, name)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let channel = parse_channel(&signed, &name)?;
+    let info = InfoRequest::parse(signed.param("info"));
+    let is_presence = channel.kind() == ChannelKind::Presence;
+    if info.user_count && !is_presence {
+        return Err(ApiError::BadRequest(
+            "info=user_count is only available for presence channels".into(),
+        ));
+    }
+    let summary = node.hub.channel(&signed.app.id, &channel);
+    let mut body = Map::new();
+    body.insert("occupied".into(), summary.is_some().into());
+    if info.user_count {
+        let users = summary.as_ref().and_then(|s| s.user_count).unwrap_or(0);
+        body.insert("user_count".into(), users.into());
+    }
+    if info.subscription_count {
+        let sockets = summary.as_ref().map_or(0, |s| s.subscription_count);
+        body.insert("subscription_count".into(), sockets.into());
+    }
+    Ok(Json(Value::Object(body)))
+}
+
+pub async fn users(
+    State(node): State<Arc<Node>>,
+    Path((_, name)): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<Value>, ApiError> {
+    let channel = parse_channel(&signed, &name)?;
+    if channel.kind() != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(
+            "Users can only be listed for presence channels".into(),
+        ));
+    }
+    let users: Vec<Value> = node
+        .hub
+        .user_ids(&signed.app.id, &channel)
+        .into_iter()
+        .map(|id| json!({ "id": id }))
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+fn parse_channel(signed: &Signed, name: &str) -> Result<ChannelName, ApiError> {
+    ChannelName::parse(name, signed.app.limits.max_channel_name_length)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid channel name '{name}': {e}")))
+}

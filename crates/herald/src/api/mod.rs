@@ -1,0 +1,51 @@
+//! The HTTP side of Herald on the WebSocket's port: the Pusher HTTP API (spec §8), the
+//! WebSocket upgrade route, and a health check.
+
+mod channels;
+mod error;
+mod events;
+mod signed;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::connection;
+use crate::node::Node;
+pub use error::ApiError;
+
+/// Every route Herald serves.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/app/{key}", get(connection::upgrade))
+        .route("/apps/{app_id}/events", post(events::trigger))
+        .route("/apps/{app_id}/batch_events", post(events::batch))
+        .route("/apps/{app_id}/channels", get(channels::list))
+        .route(
+            "/apps/{app_id}/channels/{channel_name}",
+            get(channels::show),
+        )
+        .route(
+            "/apps/{app_id}/channels/{channel_name}/users",
+            get(channels::users),
+        )
+        .route("/health", get(health))
+        .fallback(fallback)
+        .with_state(node)
+}
+
+async fn health() -> &'static str {
+    "OK"
+}
+
+/// A WebSocket upgrade on any other path gets the Pusher 4005 answer; anything else 404.
+async fn fallback(state: State<Arc<Node>>, request: Request) -> Response {
+    if request.headers().contains_key(header::UPGRADE) {
+        return connection::upgrade(state, request).await;
+    }
+    (StatusCode::NOT_FOUND, "Not found\n").into_response()
+}

@@ -1,0 +1,424 @@
+//! Configuration: defaults, a TOML file, environment and CLI flags, layered in that order,
+//! then validated with every problem reported at once.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::apps::{App, Limits, Secret};
+
+/// The built-in development app's credentials.
+pub const DEV_APP_ID: &str = "1";
+pub const DEV_APP_KEY: &str = "app-key";
+pub const DEV_APP_SECRET: &str = "app-secret";
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub apps: Vec<App>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Seconds, sent in `connection_established`; silence this long triggers a probe.
+    pub activity_timeout: u64,
+    /// Seconds to wait for any frame after a probe before closing with 4201.
+    pub pong_timeout: u64,
+    /// Largest WebSocket message accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection before it is closed with 4100.
+    pub outbox_capacity: usize,
+    /// Seconds given to clients to leave on shutdown.
+    pub shutdown_grace: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 6001,
+            activity_timeout: 120,
+            pong_timeout: 30,
+            max_frame_bytes: 65_536,
+            outbox_capacity: 1_024,
+            shutdown_grace: 3,
+        }
+    }
+}
+
+/// The file as written; ranges are checked in [`validate`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileConfig {
+    server: FileServer,
+    apps: Vec<App>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct FileServer {
+    host: String,
+    port: i64,
+    activity_timeout: i64,
+    pong_timeout: i64,
+    max_frame_bytes: i64,
+    outbox_capacity: i64,
+    shutdown_grace: i64,
+}
+
+impl Default for FileServer {
+    fn default() -> Self {
+        let d = ServerConfig::default();
+        Self {
+            host: d.host,
+            port: d.port.into(),
+            activity_timeout: d.activity_timeout as i64,
+            pong_timeout: d.pong_timeout as i64,
+            max_frame_bytes: d.max_frame_bytes as i64,
+            outbox_capacity: d.outbox_capacity as i64,
+            shutdown_grace: d.shutdown_grace as i64,
+        }
+    }
+}
+
+/// What the command line and environment say (clap fills the flags, with their env vars).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub app_id: Option<String>,
+    pub app_key: Option<String>,
+    pub app_secret: Option<String>,
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl Config {
+    /// Defaults < file < environment < flags, then validation.
+    pub fn load(overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        let mut problems = Vec::new();
+        let file = match &overrides.config {
+            Some(path) => read_file(path, &mut problems),
+            None => FileConfig::default(),
+        };
+        let config = merge(file, overrides, &mut problems);
+        validate(&config, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// Parses TOML text alone, as `--config` would.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
+        let mut problems = Vec::new();
+        let file = parse_toml(text, &mut problems);
+        let config = merge(file, &Overrides::default(), &mut problems);
+        validate(&config, &mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    /// True when an app uses the built-in development credentials.
+    pub fn uses_dev_credentials(&self) -> bool {
+        self.apps
+            .iter()
+            .any(|app| app.key == DEV_APP_KEY && app.secret.expose() == DEV_APP_SECRET)
+    }
+
+    /// Development credentials must not be reachable from other machines.
+    pub fn check_exposure(&self, allow_dev_credentials: bool) -> Result<(), String> {
+        if !self.uses_dev_credentials() || allow_dev_credentials || is_loopback(&self.server.host) {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to listen on {} with the built-in development credentials \
+             (key {DEV_APP_KEY}): configure your own apps, or pass --allow-dev-credentials",
+            self.server.host
+        ))
+    }
+}
+
+/// The development app used when no app is configured.
+pub fn dev_app() -> App {
+    App {
+        id: DEV_APP_ID.into(),
+        key: DEV_APP_KEY.into(),
+        secret: Secret::new(DEV_APP_SECRET),
+        enable_client_messages: true,
+        enabled: true,
+        max_connections: 0,
+        limits: Limits::default(),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn read_file(path: &Path, problems: &mut Vec<String>) -> FileConfig {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_toml(&text, problems),
+        Err(e) => {
+            problems.push(format!("cannot read {}: {e}", path.display()));
+            FileConfig::default()
+        }
+    }
+}
+
+fn parse_toml(text: &str, problems: &mut Vec<String>) -> FileConfig {
+    let deserializer = toml::Deserializer::parse(text);
+    let deserializer = match deserializer {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(format!("TOML syntax: {e}"));
+            return FileConfig::default();
+        }
+    };
+    let mut unknown = Vec::new();
+    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
+    problems.extend(
+        unknown
+            .into_iter()
+            .map(|key| format!("unknown setting `{key}`")),
+    );
+    parsed.unwrap_or_else(|e| {
+        problems.push(e.to_string().trim().to_owned());
+        FileConfig::default()
+    })
+}
+
+fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) -> Config {
+    let s = file.server;
+    let mut port = s.port;
+    if let Some(text) = &overrides.port {
+        match text.parse() {
+            Ok(p) => port = p,
+            Err(_) => problems.push(format!("port must be a number, got {text:?}")),
+        }
+    }
+    let server = ServerConfig {
+        host: overrides.host.clone().unwrap_or(s.host),
+        port: ranged("server.port", port, 0, 65_535, problems) as u16,
+        activity_timeout: ranged(
+            "server.activity_timeout",
+            s.activity_timeout,
+            1,
+            86_400,
+            problems,
+        ),
+        pong_timeout: ranged("server.pong_timeout", s.pong_timeout, 1, 3_600, problems),
+        max_frame_bytes: ranged(
+            "server.max_frame_bytes",
+            s.max_frame_bytes,
+            1_024,
+            16 << 20,
+            problems,
+        ) as usize,
+        outbox_capacity: ranged(
+            "server.outbox_capacity",
+            s.outbox_capacity,
+            16,
+            1 << 20,
+            problems,
+        ) as usize,
+        shutdown_grace: ranged("server.shutdown_grace", s.shutdown_grace, 0, 600, problems),
+    };
+    let apps = match env_app(overrides, problems) {
+        Some(app) => vec![app],
+        None if file.apps.is_empty() => vec![dev_app()],
+        None => file.apps,
+    };
+    Config { server, apps }
+}
+
+fn ranged(name: &str, value: i64, min: i64, max: i64, problems: &mut Vec<String>) -> u64 {
+    if (min..=max).contains(&value) {
+        value as u64
+    } else {
+        problems.push(format!(
+            "{name} must be between {min} and {max}, got {value}"
+        ));
+        min.max(0) as u64
+    }
+}
+
+/// `HERALD_APP_ID`, `HERALD_APP_KEY`, `HERALD_APP_SECRET`: all three or none.
+fn env_app(overrides: &Overrides, problems: &mut Vec<String>) -> Option<App> {
+    let parts = [&overrides.app_id, &overrides.app_key, &overrides.app_secret];
+    match parts {
+        [None, None, None] => None,
+        [Some(id), Some(key), Some(secret)] => Some(App {
+            id: id.clone(),
+            key: key.clone(),
+            secret: Secret::new(secret.clone()),
+            enable_client_messages: false,
+            enabled: true,
+            max_connections: 0,
+            limits: Limits::default(),
+        }),
+        _ => {
+            problems.push(
+                "HERALD_APP_ID, HERALD_APP_KEY and HERALD_APP_SECRET must be set together".into(),
+            );
+            None
+        }
+    }
+}
+
+fn validate(config: &Config, problems: &mut Vec<String>) {
+    let mut ids = std::collections::HashSet::new();
+    let mut keys = std::collections::HashSet::new();
+    for (index, app) in config.apps.iter().enumerate() {
+        let at = format!("apps[{index}]");
+        if app.id.is_empty() {
+            problems.push(format!("{at}: id is empty"));
+        }
+        if app.key.is_empty() {
+            problems.push(format!("{at}: key is empty"));
+        }
+        if app.secret.expose().is_empty() {
+            problems.push(format!("{at}: secret is empty"));
+        }
+        if !app.id.is_empty() && !ids.insert(app.id.as_str()) {
+            problems.push(format!("{at}: duplicate app id {:?}", app.id));
+        }
+        if !app.key.is_empty() && !keys.insert(app.key.as_str()) {
+            problems.push(format!("{at}: duplicate app key {:?}", app.key));
+        }
+        if app.limits.max_channel_name_length == 0 || app.limits.max_event_name_length == 0 {
+            problems.push(format!("{at}: name length limits must be positive"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_configuration_gives_the_dev_app_on_loopback() {
+        let config = Config::load(&Overrides::default()).expect("defaults are valid");
+        assert_eq!(config.server.host, "127.0.0.1");
+        assert_eq!(config.server.port, 6001);
+        assert_eq!(config.apps, vec![dev_app()]);
+        assert!(config.apps[0].enable_client_messages);
+        assert!(config.uses_dev_credentials());
+        assert!(config.check_exposure(false).is_ok());
+    }
+
+    #[test]
+    fn dev_credentials_refuse_a_public_address_unless_allowed() {
+        let overrides = Overrides {
+            host: Some("0.0.0.0".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&overrides).expect("valid");
+        let refusal = config.check_exposure(false).expect_err("refused");
+        assert!(refusal.contains("--allow-dev-credentials"), "{refusal}");
+        assert!(config.check_exposure(true).is_ok());
+    }
+
+    #[test]
+    fn file_values_and_app_defaults() {
+        let config = Config::from_toml(
+            r#"
+            [server]
+            host = "0.0.0.0"
+            port = 7000
+            activity_timeout = 30
+            [[apps]]
+            id = "9"
+            key = "k"
+            secret = "s"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.server.port, 7000);
+        assert_eq!(config.server.activity_timeout, 30);
+        let app = &config.apps[0];
+        assert!(!app.enable_client_messages && app.enabled && app.max_connections == 0);
+        assert_eq!(app.limits, Limits::default());
+        assert!(config.check_exposure(false).is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let errors = Config::from_toml(
+            r#"
+            colour = "blue"
+            [server]
+            port = 70000
+            prot = 1
+            [[apps]]
+            id = "1"
+            key = "a"
+            secret = ""
+            [[apps]]
+            id = "1"
+            key = "a"
+            secret = "x"
+            enable_client_events = true
+            "#,
+        )
+        .expect_err("invalid");
+        let text = errors.to_string();
+        for needle in [
+            "unknown setting `colour`",
+            "unknown setting `server.prot`",
+            "unknown setting `apps.1.enable_client_events`",
+            "server.port must be between 0 and 65535, got 70000",
+            "apps[0]: secret is empty",
+            "apps[1]: duplicate app id \"1\"",
+            "apps[1]: duplicate app key \"a\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn flags_and_environment_override_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "[server]\nport = 7000\nhost = \"127.0.0.2\"\n").expect("write");
+        let overrides = Overrides {
+            config: Some(path),
+            port: Some("7001".into()),
+            app_id: Some("5".into()),
+            app_key: Some("env-key".into()),
+            app_secret: Some("env-secret".into()),
+            ..Overrides::default()
+        };
+        let config = Config::load(&overrides).expect("valid");
+        assert_eq!(config.server.port, 7001);
+        assert_eq!(config.server.host, "127.0.0.2");
+        assert_eq!(config.apps.len(), 1);
+        assert_eq!(config.apps[0].key, "env-key");
+        assert!(!config.uses_dev_credentials());
+    }
+
+    #[test]
+    fn partial_env_app_and_bad_port_are_errors() {
+        let overrides = Overrides {
+            port: Some("http".into()),
+            app_key: Some("k".into()),
+            ..Overrides::default()
+        };
+        let text = Config::load(&overrides).expect_err("invalid").to_string();
+        assert!(text.contains("port must be a number"), "{text}");
+        assert!(text.contains("must be set together"), "{text}");
+    }
+}

@@ -1,0 +1,248 @@
+//! One WebSocket connection: the HTTP upgrade at `/app/{key}`, the handshake checks, and a
+//! single task that selects over inbound frames, the outbox, kicks, liveness and shutdown.
+
+mod handshake;
+pub mod outbox;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use herald_protocol::{ErrorCode, ServerMessage, SocketId};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::node::Node;
+use handshake::Admitted;
+use outbox::{OutboxReceiver, outbox};
+use session::Session;
+
+/// Frames written before one flush.
+const MAX_BATCH: usize = 64;
+/// WebSocket close code for "message too big" (RFC 6455).
+const CLOSE_TOO_BIG: u16 = 1009;
+
+/// `GET /app/{key}` and any other WebSocket upgrade (answered with 4005).
+pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Response {
+    let Some(accept) = accept_key(request.headers()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Expected a WebSocket upgrade (Pusher protocol endpoint is /app/{key})",
+        )
+            .into_response();
+    };
+    let key = request
+        .uri()
+        .path()
+        .strip_prefix("/app/")
+        .filter(|key| !key.is_empty() && !key.contains('/'))
+        .map(str::to_owned);
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let config = socket_config(&node);
+    let task_node = node.clone();
+    node.tasks.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let stream = TokioIo::new(upgraded);
+        let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
+        match handshake::check(&task_node, key.as_deref(), &query) {
+            Ok(admitted) => serve(ws, task_node, admitted).await,
+            Err(code) => refuse(ws, code).await,
+        }
+    });
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}
+
+/// The `Sec-WebSocket-Accept` value, when this is a valid version-13 upgrade request.
+fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
+}
+
+/// Small buffers keep idle connections cheap (CRATES.md §1.3: 4 KiB instead of 128 KiB).
+fn socket_config(node: &Node) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(node.server.max_frame_bytes))
+        .max_frame_size(Some(node.server.max_frame_bytes))
+}
+
+/// Handshake failure: the numeric error frame, then the same close code (spec §1.2).
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut ws: WebSocketStream<S>, code: ErrorCode) {
+    close(&mut ws, code.code(), code.message()).await;
+}
+
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    code: u16,
+    message: &str,
+) {
+    let numeric = (code >= 4000).then_some(code);
+    let error = ServerMessage::Error {
+        code: numeric,
+        message,
+    };
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: message.into(),
+    };
+    let sent = async {
+        ws.feed(Message::Text(error.encode().into())).await?;
+        ws.close(Some(frame)).await?;
+        // Let the client answer the close so the TCP connection ends cleanly.
+        while ws.next().await.is_some() {}
+        Ok::<_, WsError>(())
+    };
+    let _ = timeout(Duration::from_secs(1), sent).await;
+}
+
+fn new_socket_id() -> SocketId {
+    SocketId::from_parts(
+        u64::from(rand::random::<u32>()),
+        u64::from(rand::random::<u32>()),
+    )
+}
+
+/// Why the connection loop ended.
+enum Ending {
+    /// The client went away or the socket failed: nothing more to send.
+    Gone,
+    /// Close with this code and message.
+    Close(u16, String),
+}
+
+/// Runs an admitted connection until it ends, then cleans up its subscriptions.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    node: Arc<Node>,
+    admitted: Admitted,
+) {
+    let Admitted { app, permit } = admitted;
+    let (outbox, mut receiver) = outbox(node.server.outbox_capacity);
+    let session = Session::new(node.clone(), app, new_socket_id(), outbox);
+    let established = ServerMessage::ConnectionEstablished {
+        socket_id: session.socket_id().as_str(),
+        activity_timeout: node.server.activity_timeout,
+    };
+    // connection_established goes out before any inbound frame is read (spec §1.3).
+    let ending = match ws.send(Message::Text(established.encode().into())).await {
+        Ok(()) => run(&mut ws, &node, session, &mut receiver).await,
+        Err(_) => Ending::Gone,
+    };
+    if let Ending::Close(code, message) = ending {
+        close(&mut ws, code, &message).await;
+    }
+    drop(permit);
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    node: &Node,
+    mut session: Session,
+    receiver: &mut OutboxReceiver,
+) -> Ending {
+    let activity = Duration::from_secs(node.server.activity_timeout);
+    let pong_timeout = Duration::from_secs(node.server.pong_timeout);
+    let mut deadline = Instant::now() + activity;
+    let mut probing = false;
+    let ending = loop {
+        tokio::select! {
+            biased;
+            code = receiver.kick.requested() => break kicked(code),
+            () = node.shutdown.cancelled() => {
+                let code = ErrorCode::ReconnectImmediately;
+                break Ending::Close(code.code(), code.message().into());
+            }
+            inbound = ws.next() => {
+                deadline = Instant::now() + activity;
+                probing = false;
+                match inbound {
+                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
+                    Some(Ok(Message::Binary(_))) => session.binary_frame(),
+                    Some(Ok(Message::Close(_))) | None => break Ending::Gone,
+                    Some(Ok(_)) => {}
+                    Some(Err(WsError::Capacity(e))) => {
+                        break Ending::Close(CLOSE_TOO_BIG, format!("Frame too large: {e}"));
+                    }
+                    Some(Err(_)) => break Ending::Gone,
+                }
+            }
+            Some(frame) = receiver.frames.recv() => {
+                if write_batch(ws, frame, receiver).await.is_err() {
+                    break Ending::Gone;
+                }
+            }
+            () = sleep_until(deadline) => {
+                if probing {
+                    let code = ErrorCode::PongNotReceived;
+                    break Ending::Close(code.code(), code.message().into());
+                }
+                // Probe before giving up on a quiet client (spec §2.3).
+                probing = true;
+                deadline = Instant::now() + pong_timeout;
+                if ws.send(Message::Text(ServerMessage::Ping.encode().into())).await.is_err() {
+                    break Ending::Gone;
+                }
+            }
+        }
+    };
+    session.close();
+    ending
+}
+
+fn kicked(code: u16) -> Ending {
+    let message =
+        ErrorCode::from_code(code).map_or("Connection closed by the server", ErrorCode::message);
+    Ending::Close(code, message.into())
+}
+
+/// Writes the frame and whatever else is queued, then flushes once.
+async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    first: outbox::Frame,
+    receiver: &mut OutboxReceiver,
+) -> Result<(), WsError> {
+    ws.feed(Message::Text(first)).await?;
+    for _ in 1..MAX_BATCH {
+        match receiver.frames.try_recv() {
+            Ok(frame) => ws.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    ws.flush().await
+}

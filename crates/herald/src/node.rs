@@ -1,0 +1,89 @@
+//! The Node: apps, hub, connection quotas and the server's lifecycle handles.
+//! [`Node::publish`] is the one place events are delivered.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use herald_protocol::{ChannelName, SocketId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::apps::{App, AppStore};
+use crate::config::ServerConfig;
+use crate::connection::outbox::Frame;
+use crate::hub::Hub;
+
+/// Everything one Herald process shares between its connections and its HTTP API.
+pub struct Node {
+    pub apps: Arc<dyn AppStore>,
+    pub hub: Hub,
+    pub server: ServerConfig,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    connections: Mutex<HashMap<String, usize>>,
+}
+
+impl Node {
+    pub fn new(apps: Arc<dyn AppStore>, server: ServerConfig, shutdown: CancellationToken) -> Self {
+        Self {
+            apps,
+            hub: Hub::default(),
+            server,
+            shutdown,
+            tasks: TaskTracker::new(),
+            connections: Mutex::default(),
+        }
+    }
+
+    /// Delivers an encoded frame to a channel's subscribers, except `except`.
+    pub fn publish(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        frame: &Frame,
+        except: Option<&SocketId>,
+    ) -> usize {
+        self.hub.broadcast(&app.id, channel, frame, except)
+    }
+
+    /// Counts a new connection against the app's quota; `None` when it is full.
+    pub fn admit(self: &Arc<Self>, app: &App) -> Option<ConnectionPermit> {
+        let mut counts = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(app.id.clone()).or_default();
+        if app.max_connections != 0 && *count >= app.max_connections {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionPermit {
+            node: self.clone(),
+            app_id: app.id.clone(),
+        })
+    }
+
+    /// Open connections of an app.
+    pub fn connection_count(&self, app_id: &str) -> usize {
+        let counts = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(app_id).copied().unwrap_or(0)
+    }
+}
+
+/// One connection counted against its app's quota until dropped.
+pub struct ConnectionPermit {
+    node: Arc<Node>,
+    app_id: String,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut counts = self
+            .node
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.app_id) {
+            *count = count.saturating_sub(1);
+        }
+    }
+}
