@@ -203,8 +203,15 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Some(frame) = receiver.frames.recv() => {
-                if write_batch(ws, frame, receiver).await.is_err() {
-                    break Ending::Gone;
+                // A client that stops reading blocks this write; a kick must still end it.
+                let kick = receiver.kick.clone();
+                tokio::select! {
+                    written = write_batch(ws, frame, &mut receiver.frames) => {
+                        if written.is_err() {
+                            break Ending::Gone;
+                        }
+                    }
+                    code = kick.requested() => break kicked(code),
                 }
             }
             () = sleep_until(deadline) => {
@@ -235,11 +242,11 @@ fn kicked(code: u16) -> Ending {
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     first: outbox::Frame,
-    receiver: &mut OutboxReceiver,
+    frames: &mut tokio::sync::mpsc::Receiver<outbox::Frame>,
 ) -> Result<(), WsError> {
     ws.feed(Message::Text(first)).await?;
     for _ in 1..MAX_BATCH {
-        match receiver.frames.try_recv() {
+        match frames.try_recv() {
             Ok(frame) => ws.feed(Message::Text(frame)).await?,
             Err(_) => break,
         }

@@ -278,7 +278,9 @@ fn parse_member(channel_data: &str, app: &App) -> Result<Member, String> {
         serde_json::Value::String(id) if !id.is_empty() => id,
         serde_json::Value::Number(n) => n.to_string(),
         _ => {
-            return Err("Invalid channel_data: user_id must be a non-empty string or number".into());
+            return Err(
+                "Invalid channel_data: user_id must be a non-empty string or number".into(),
+            );
         }
     };
     if user_id.len() > limits.max_presence_user_id_length {
