@@ -1,6 +1,8 @@
 //! Connecting: handshake checks, connection_established, ping/pong, liveness, bad frames,
 //! quotas and graceful shutdown, against a real server on port 0.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
