@@ -1,0 +1,114 @@
+//! The `herald` binary: configuration errors, the development-credentials guard, the
+//! listening line, environment apps and SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::TestClient;
+
+fn herald() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    for var in ["HERALD_CONFIG", "HERALD_HOST", "HERALD_PORT", "HERALD_APP_ID", "HERALD_APP_KEY", "HERALD_APP_SECRET"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Starts `herald` and reads the port from its listening line.
+fn start(mut command: Command) -> (Child, u16) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no listening line: {line:?}"));
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    (child, port)
+}
+
+#[test]
+fn help_documents_every_setting() {
+    let output = herald().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for setting in [
+        "activity_timeout",
+        "pong_timeout",
+        "max_frame_bytes",
+        "outbox_capacity",
+        "enable_client_messages",
+        "max_connections",
+        "max_presence_members",
+        "HERALD_APP_SECRET",
+        "--allow-dev-credentials",
+    ] {
+        assert!(help.contains(setting), "--help lacks {setting}");
+    }
+}
+
+#[test]
+fn a_bad_configuration_lists_every_problem_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nport = 99999\ncolour = 1\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
+    let output = herald().arg("serve").arg("--config").arg(&path).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for problem in ["server.port", "server.colour", "secret is empty", "duplicate app id", "duplicate app key"] {
+        assert!(stderr.contains(problem), "missing {problem}: {stderr}");
+    }
+}
+
+#[test]
+fn dev_credentials_refuse_a_public_address() {
+    let output = herald().args(["serve", "--host", "0.0.0.0", "--port", "0"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-dev-credentials"), "{stderr}");
+}
+
+#[tokio::test]
+async fn environment_apps_replace_the_dev_app_and_sigterm_stops_cleanly() {
+    let mut command = herald();
+    command
+        .args(["--port", "0"])
+        .env("HERALD_APP_ID", "77")
+        .env("HERALD_APP_KEY", "env-key")
+        .env("HERALD_APP_SECRET", "env-secret");
+    let (mut child, port) = start(command);
+    let mut client = TestClient::connect(&format!("ws://127.0.0.1:{port}/app/env-key")).await;
+    let mut ws = support::open(&format!("ws://127.0.0.1:{port}/app/app-key")).await;
+    let refused = support::next_frame(&mut ws).await.unwrap();
+    assert!(refused.data.unwrap().get().contains("4001"), "dev app is gone");
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let (code, _) = client.expect_error().await;
+    assert_eq!(code, Some(4200));
+    assert_eq!(client.expect_close().await, 4200);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
