@@ -7,6 +7,7 @@
 //! - [`error_code`]: the 4000-4399 codes and what a client does on each.
 //! - [`auth`]: HMAC-SHA256 signatures for channels, sign-in, HTTP requests and webhooks.
 //! - [`api`]: HTTP API request bodies.
+//! - [`webhook`]: webhook events and bodies.
 
 pub mod api;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod channel;
 pub mod error_code;
 pub mod ids;
 pub mod message;
+pub mod webhook;
 
 pub use channel::{ChannelKind, ChannelName, ChannelNameError};
 pub use error_code::ErrorCode;

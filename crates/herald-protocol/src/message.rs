@@ -59,6 +59,12 @@ impl ClientEvent {
     pub fn data_len(&self) -> usize {
         self.data.as_ref().map_or(0, |d| d.get().len())
     }
+
+    /// `data` as a string: a JSON string decoded, any other value as its JSON text
+    /// (the form webhooks carry, spec §9.2).
+    pub fn data_text(&self) -> Option<String> {
+        self.data.as_deref().map(raw_text)
+    }
 }
 
 /// Why a frame could not be understood. Each maps to a `pusher:error` with `code: null`.
@@ -214,6 +220,25 @@ pub enum ServerMessage<'a> {
         channel: &'a str,
         data: &'a str,
     },
+    /// `pusher:signin_success`, echoing the exact `user_data` string inside an object.
+    SigninSuccess {
+        user_data: &'a str,
+    },
+    /// `pusher_internal:watchlist_events` with `online`/`offline` elements; empty ones are
+    /// left out (spec §5.4).
+    WatchlistEvents {
+        online: &'a [&'a str],
+        offline: &'a [&'a str],
+    },
+    /// `pusher:cache_miss` on a cache channel with nothing cached (spec §3.8).
+    CacheMiss {
+        channel: &'a str,
+    },
+    /// `pusher_internal:subscription_count` (spec §3.9).
+    SubscriptionCount {
+        channel: &'a str,
+        count: usize,
+    },
     /// A relayed client event: `data` as received, `user_id` on presence channels.
     ClientEvent {
         event: &'a str,
@@ -245,6 +270,15 @@ enum Data<'a> {
         code: Option<u16>,
         message: &'a str,
     },
+    Signin {
+        user_data: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct WatchlistElement<'a> {
+    name: &'a str,
+    user_ids: &'a [&'a str],
 }
 
 #[derive(Serialize)]
@@ -296,6 +330,31 @@ impl ServerMessage<'_> {
                 channel,
                 data,
             } => on_channel(event, channel, Data::Text(data)),
+            Self::SigninSuccess { user_data } => {
+                connection("pusher:signin_success", Data::Signin { user_data })
+            }
+            Self::WatchlistEvents { online, offline } => {
+                let events: Vec<_> = [("online", online), ("offline", offline)]
+                    .into_iter()
+                    .filter(|(_, ids)| !ids.is_empty())
+                    .map(|(name, user_ids)| WatchlistElement { name, user_ids })
+                    .collect();
+                connection(
+                    "pusher_internal:watchlist_events",
+                    Data::Owned(json(&serde_json::json!({ "events": events }))),
+                )
+            }
+            Self::CacheMiss { channel } => Frame {
+                event: "pusher:cache_miss",
+                channel: Some(channel),
+                data: None,
+                user_id: None,
+            },
+            Self::SubscriptionCount { channel, count } => on_channel(
+                "pusher_internal:subscription_count",
+                channel,
+                Data::Owned(json(&serde_json::json!({ "subscription_count": count }))),
+            ),
             Self::ClientEvent {
                 event,
                 channel,

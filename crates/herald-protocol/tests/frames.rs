@@ -271,6 +271,51 @@ fn server_frames_of_the_spec() {
 }
 
 #[test]
+fn user_frames_of_the_spec() {
+    let user_data = r#"{"id":"42","user_info":{"name":"Ada"},"watchlist":["7","9"]}"#;
+    let signin = ServerMessage::SigninSuccess { user_data }.encode();
+    same_json(
+        &signin,
+        r#"{"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"42\",\"user_info\":{\"name\":\"Ada\"},\"watchlist\":[\"7\",\"9\"]}"}}"#,
+    );
+    same_json(
+        &ServerMessage::WatchlistEvents {
+            online: &["7"],
+            offline: &["9"],
+        }
+        .encode(),
+        r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"online\",\"user_ids\":[\"7\"]},{\"name\":\"offline\",\"user_ids\":[\"9\"]}]}"}"#,
+    );
+    same_json(
+        &ServerMessage::WatchlistEvents {
+            online: &[],
+            offline: &["9"],
+        }
+        .encode(),
+        r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"9\"]}]}"}"#,
+    );
+}
+
+#[test]
+fn cache_and_count_frames_of_the_spec() {
+    same_json(
+        &ServerMessage::CacheMiss {
+            channel: "cache-prices",
+        }
+        .encode(),
+        r#"{"event":"pusher:cache_miss","channel":"cache-prices"}"#,
+    );
+    same_json(
+        &ServerMessage::SubscriptionCount {
+            channel: "my-channel",
+            count: 3,
+        }
+        .encode(),
+        r#"{"event":"pusher_internal:subscription_count","channel":"my-channel","data":"{\"subscription_count\":3}"}"#,
+    );
+}
+
+#[test]
 fn connection_level_frames_have_no_channel_key() {
     for frame in [
         ServerMessage::Pong.encode(),
@@ -283,6 +328,12 @@ fn connection_level_frames_have_no_channel_key() {
         ServerMessage::ConnectionEstablished {
             socket_id: "1.2",
             activity_timeout: 1,
+        }
+        .encode(),
+        ServerMessage::SigninSuccess { user_data: "{}" }.encode(),
+        ServerMessage::WatchlistEvents {
+            online: &["1"],
+            offline: &[],
         }
         .encode(),
     ] {

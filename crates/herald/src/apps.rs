@@ -76,12 +76,117 @@ pub struct App {
     /// Concurrent connections; 0 = unlimited.
     #[serde(default)]
     pub max_connections: usize,
+    /// Send `pusher_internal:subscription_count` to subscribers (spec §3.9). Off in Pusher.
+    #[serde(default)]
+    pub enable_subscription_count: bool,
+    /// Send watchlist online/offline events to signed-in users (spec §5.4).
+    #[serde(default = "enabled_by_default")]
+    pub enable_watchlist_events: bool,
+    /// Seconds a connection may stay without signing in or holding a private or presence
+    /// channel before it is closed with 4009 (spec §5.5); 0 = no limit.
+    #[serde(default)]
+    pub authorized_connections_timeout: u64,
+    /// Seconds a cache channel keeps its last event (spec §3.8).
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl: u64,
     #[serde(default)]
     pub limits: Limits,
+    /// Where this app's webhooks go.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookTarget>,
+    /// Send several webhook events in one request when they are due together.
+    #[serde(default)]
+    pub webhook_batching: bool,
 }
 
 fn enabled_by_default() -> bool {
     true
+}
+
+fn default_cache_ttl() -> u64 {
+    1_800
+}
+
+impl App {
+    /// An app with these credentials and every other setting at its default.
+    pub fn new(id: &str, key: &str, secret: &str) -> Self {
+        Self {
+            id: id.into(),
+            key: key.into(),
+            secret: Secret::new(secret),
+            enable_client_messages: false,
+            enabled: true,
+            max_connections: 0,
+            enable_subscription_count: false,
+            enable_watchlist_events: true,
+            authorized_connections_timeout: 0,
+            cache_ttl: default_cache_ttl(),
+            limits: Limits::default(),
+            webhooks: Vec::new(),
+            webhook_batching: false,
+        }
+    }
+
+    /// The webhook targets that want this event on this channel.
+    pub fn webhook_targets(
+        &self,
+        event: WebhookKind,
+        channel: &str,
+    ) -> impl Iterator<Item = &WebhookTarget> {
+        self.webhooks
+            .iter()
+            .filter(move |target| target.wants(event, channel))
+    }
+}
+
+/// The webhook event types (spec §9.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    ChannelOccupied,
+    ChannelVacated,
+    MemberAdded,
+    MemberRemoved,
+    ClientEvent,
+    CacheMiss,
+    SubscriptionCount,
+}
+
+/// One `[[apps.webhooks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub event_types: Vec<WebhookKind>,
+    /// Extra request headers (the `X-Pusher-*` and `Content-Type` headers cannot be replaced).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub filter: WebhookFilter,
+}
+
+/// Which channels a webhook target hears about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct WebhookFilter {
+    #[serde(default)]
+    pub channel_prefix: Option<String>,
+    #[serde(default)]
+    pub channel_suffix: Option<String>,
+}
+
+impl WebhookTarget {
+    fn wants(&self, event: WebhookKind, channel: &str) -> bool {
+        self.event_types.contains(&event)
+            && self
+                .filter
+                .channel_prefix
+                .as_deref()
+                .is_none_or(|prefix| channel.starts_with(prefix))
+            && self
+                .filter
+                .channel_suffix
+                .as_deref()
+                .is_none_or(|suffix| channel.ends_with(suffix))
+    }
 }
 
 /// Where apps come from.
@@ -123,31 +228,44 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_secret() {
-        let app = App {
-            id: "1".into(),
-            key: "app-key".into(),
-            secret: Secret::new("very-secret-value"),
-            enable_client_messages: false,
-            enabled: true,
-            max_connections: 0,
-            limits: Limits::default(),
-        };
+        let app = App::new("1", "app-key", "very-secret-value");
         let shown = format!("{app:?} {:?}", app.secret);
         assert!(!shown.contains("very-secret-value"), "{shown}");
         assert!(shown.contains("app-key"));
     }
 
     #[test]
+    fn webhook_targets_filter_by_type_and_channel() {
+        let mut app = App::new("1", "k", "s");
+        app.webhooks.push(WebhookTarget {
+            url: "http://x".into(),
+            event_types: vec![WebhookKind::ChannelOccupied],
+            headers: Default::default(),
+            filter: WebhookFilter {
+                channel_prefix: Some("private-".into()),
+                channel_suffix: None,
+            },
+        });
+        assert_eq!(
+            app.webhook_targets(WebhookKind::ChannelOccupied, "private-a")
+                .count(),
+            1
+        );
+        assert_eq!(
+            app.webhook_targets(WebhookKind::ChannelOccupied, "public")
+                .count(),
+            0
+        );
+        assert_eq!(
+            app.webhook_targets(WebhookKind::ChannelVacated, "private-a")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
     fn store_finds_by_key_and_id() {
-        let store = ConfigAppStore::new([App {
-            id: "7".into(),
-            key: "k".into(),
-            secret: Secret::new("s"),
-            enable_client_messages: false,
-            enabled: true,
-            max_connections: 0,
-            limits: Limits::default(),
-        }]);
+        let store = ConfigAppStore::new([App::new("7", "k", "s")]);
         assert_eq!(
             store.find_by_key("k").map(|a| a.id.clone()),
             Some("7".into())

@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::apps::{App, Limits, Secret};
+use crate::apps::App;
+use crate::webhooks::WebhookSettings;
 
 /// The built-in development app's credentials.
 pub const DEV_APP_ID: &str = "1";
@@ -18,6 +20,7 @@ pub const DEV_APP_SECRET: &str = "app-secret";
 pub struct Config {
     pub server: ServerConfig,
     pub apps: Vec<App>,
+    pub webhooks: WebhookSettings,
 }
 
 /// `[server]`.
@@ -57,6 +60,28 @@ impl Default for ServerConfig {
 struct FileConfig {
     server: FileServer,
     apps: Vec<App>,
+    webhooks: FileWebhooks,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct FileWebhooks {
+    data_dir: PathBuf,
+    retry_for: i64,
+    timeout: i64,
+    removal_delay_ms: i64,
+}
+
+impl Default for FileWebhooks {
+    fn default() -> Self {
+        let d = WebhookSettings::default();
+        Self {
+            data_dir: d.data_dir,
+            retry_for: d.retry_for.as_secs() as i64,
+            timeout: d.timeout.as_secs() as i64,
+            removal_delay_ms: d.removal_delay.as_millis() as i64,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,13 +180,9 @@ impl Config {
 /// The development app used when no app is configured.
 pub fn dev_app() -> App {
     App {
-        id: DEV_APP_ID.into(),
-        key: DEV_APP_KEY.into(),
-        secret: Secret::new(DEV_APP_SECRET),
         enable_client_messages: true,
-        enabled: true,
-        max_connections: 0,
-        limits: Limits::default(),
+        enable_subscription_count: true,
+        ..App::new(DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET)
     }
 }
 
@@ -237,12 +258,35 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         ) as usize,
         shutdown_grace: ranged("server.shutdown_grace", s.shutdown_grace, 0, 600, problems),
     };
+    let w = file.webhooks;
+    let webhooks = WebhookSettings {
+        data_dir: w.data_dir,
+        retry_for: Duration::from_secs(ranged(
+            "webhooks.retry_for",
+            w.retry_for,
+            1,
+            7 * 86_400,
+            problems,
+        )),
+        timeout: Duration::from_secs(ranged("webhooks.timeout", w.timeout, 1, 300, problems)),
+        removal_delay: Duration::from_millis(ranged(
+            "webhooks.removal_delay_ms",
+            w.removal_delay_ms,
+            0,
+            60_000,
+            problems,
+        )),
+    };
     let apps = match env_app(overrides, problems) {
         Some(app) => vec![app],
         None if file.apps.is_empty() => vec![dev_app()],
         None => file.apps,
     };
-    Config { server, apps }
+    Config {
+        server,
+        apps,
+        webhooks,
+    }
 }
 
 fn ranged(name: &str, value: i64, min: i64, max: i64, problems: &mut Vec<String>) -> u64 {
@@ -261,15 +305,7 @@ fn env_app(overrides: &Overrides, problems: &mut Vec<String>) -> Option<App> {
     let parts = [&overrides.app_id, &overrides.app_key, &overrides.app_secret];
     match parts {
         [None, None, None] => None,
-        [Some(id), Some(key), Some(secret)] => Some(App {
-            id: id.clone(),
-            key: key.clone(),
-            secret: Secret::new(secret.clone()),
-            enable_client_messages: false,
-            enabled: true,
-            max_connections: 0,
-            limits: Limits::default(),
-        }),
+        [Some(id), Some(key), Some(secret)] => Some(App::new(id, key, secret)),
         _ => {
             problems.push(
                 "HERALD_APP_ID, HERALD_APP_KEY and HERALD_APP_SECRET must be set together".into(),
@@ -301,6 +337,19 @@ fn validate(config: &Config, problems: &mut Vec<String>) {
         }
         if app.limits.max_channel_name_length == 0 || app.limits.max_event_name_length == 0 {
             problems.push(format!("{at}: name length limits must be positive"));
+        }
+        for (n, target) in app.webhooks.iter().enumerate() {
+            let url_ok = reqwest::Url::parse(&target.url)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+            if !url_ok {
+                problems.push(format!(
+                    "{at}.webhooks[{n}]: url must be an http(s) URL, got {:?}",
+                    target.url
+                ));
+            }
+            if target.event_types.is_empty() {
+                problems.push(format!("{at}.webhooks[{n}]: event_types is empty"));
+            }
         }
     }
 }
@@ -351,7 +400,7 @@ mod tests {
         assert_eq!(config.server.activity_timeout, 30);
         let app = &config.apps[0];
         assert!(!app.enable_client_messages && app.enabled && app.max_connections == 0);
-        assert_eq!(app.limits, Limits::default());
+        assert_eq!(app.limits, crate::apps::Limits::default());
         assert!(config.check_exposure(false).is_ok());
     }
 
@@ -372,6 +421,9 @@ mod tests {
             key = "a"
             secret = "x"
             enable_client_events = true
+            [[apps.webhooks]]
+            url = "ftp://example"
+            event_types = ["channel_occupied"]
             "#,
         )
         .expect_err("invalid");
@@ -384,6 +436,7 @@ mod tests {
             "apps[0]: secret is empty",
             "apps[1]: duplicate app id \"1\"",
             "apps[1]: duplicate app key \"a\"",
+            "apps[1].webhooks[0]: url must be an http(s) URL",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }

@@ -7,6 +7,7 @@
 //! - [`hub`]: the sharded registry of channels, subscribers and presence rosters.
 //! - [`connection`]: one WebSocket: handshake, session state, outbox, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
+//! - [`webhooks`]: the durable webhook outbox and its sender.
 
 pub mod api;
 pub mod apps;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod hub;
 pub mod node;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +23,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use apps::ConfigAppStore;
+use apps::{AppStore, ConfigAppStore};
 use config::Config;
 use node::Node;
+use webhooks::Webhooks;
 
 /// Serves `config` on `listener` until `shutdown` is cancelled, then tells every client to
 /// reconnect (4200) and waits up to `shutdown_grace` seconds for them to go.
@@ -32,9 +35,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let apps = Arc::new(ConfigAppStore::new(config.apps));
+    let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
+    let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
-    let node = Arc::new(Node::new(apps, config.server, shutdown.clone()));
+    let webhooks = if has_webhooks {
+        let started = Webhooks::start(config.webhooks, apps.clone(), shutdown.clone());
+        Some(started.map_err(|e| std::io::Error::other(format!("webhook outbox: {e}")))?)
+    } else {
+        None
+    };
+    let node = Arc::new(Node::new(apps, config.server, webhooks, shutdown.clone()));
+    tokio::spawn(node.clone().run_ticks());
     let router = api::router(node.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -48,6 +59,10 @@ pub async fn run(
             remaining = node.tasks.len(),
             "connections still open after the shutdown grace period"
         );
+    }
+    // Webhook events of the connections that just closed are stored before we exit.
+    if let Some(webhooks) = &node.webhooks {
+        webhooks.flush().await;
     }
     Ok(())
 }

@@ -8,10 +8,13 @@ use herald_protocol::{ChannelName, SocketId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use herald_protocol::ServerMessage;
+
 use crate::apps::{App, AppStore};
 use crate::config::ServerConfig;
 use crate::connection::outbox::Frame;
 use crate::hub::Hub;
+use crate::webhooks::{WebhookEvent, Webhooks};
 
 /// Everything one Herald process shares between its connections and its HTTP API.
 pub struct Node {
@@ -22,18 +25,63 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Present when any app has webhook targets.
+    pub webhooks: Option<Webhooks>,
     connections: Mutex<HashMap<String, usize>>,
 }
 
 impl Node {
-    pub fn new(apps: Arc<dyn AppStore>, server: ServerConfig, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        apps: Arc<dyn AppStore>,
+        server: ServerConfig,
+        webhooks: Option<Webhooks>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             apps,
             hub: Hub::default(),
             server,
             shutdown,
             tasks: TaskTracker::new(),
+            webhooks,
             connections: Mutex::default(),
+        }
+    }
+
+    /// Emits a webhook event to the app's interested targets. Never waits.
+    pub fn webhook(&self, app: &App, event: WebhookEvent) {
+        if let Some(webhooks) = self.webhooks.as_ref().filter(|_| !app.webhooks.is_empty()) {
+            webhooks.emit(app, event);
+        }
+    }
+
+    /// Once a second: expire caches and announce throttled subscription counts.
+    pub async fn run_ticks(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            for (app_id, channel, count) in self.hub.tick(std::time::Instant::now()) {
+                let Some(app) = self.apps.find_by_id(&app_id) else {
+                    continue;
+                };
+                if app.enable_subscription_count {
+                    let frame = ServerMessage::SubscriptionCount {
+                        channel: channel.as_str(),
+                        count,
+                    };
+                    self.publish(&app, &channel, &frame.encode().into(), None);
+                }
+                self.webhook(
+                    &app,
+                    WebhookEvent::SubscriptionCount {
+                        channel: channel.to_string(),
+                        subscription_count: count,
+                    },
+                );
+            }
         }
     }
 

@@ -13,7 +13,14 @@ use support::TestClient;
 
 fn herald() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
-    for var in ["HERALD_CONFIG", "HERALD_HOST", "HERALD_PORT", "HERALD_APP_ID", "HERALD_APP_KEY", "HERALD_APP_SECRET"] {
+    for var in [
+        "HERALD_CONFIG",
+        "HERALD_HOST",
+        "HERALD_PORT",
+        "HERALD_APP_ID",
+        "HERALD_APP_KEY",
+        "HERALD_APP_SECRET",
+    ] {
         command.env_remove(var);
     }
     command
@@ -68,17 +75,31 @@ fn a_bad_configuration_lists_every_problem_and_exits_non_zero() {
         "[server]\nport = 99999\ncolour = 1\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"\"\n[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n",
     )
     .unwrap();
-    let output = herald().arg("serve").arg("--config").arg(&path).output().unwrap();
+    let output = herald()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for problem in ["server.port", "server.colour", "secret is empty", "duplicate app id", "duplicate app key"] {
+    for problem in [
+        "server.port",
+        "server.colour",
+        "secret is empty",
+        "duplicate app id",
+        "duplicate app key",
+    ] {
         assert!(stderr.contains(problem), "missing {problem}: {stderr}");
     }
 }
 
 #[test]
 fn dev_credentials_refuse_a_public_address() {
-    let output = herald().args(["serve", "--host", "0.0.0.0", "--port", "0"]).output().unwrap();
+    let output = herald()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--allow-dev-credentials"), "{stderr}");
@@ -96,9 +117,15 @@ async fn environment_apps_replace_the_dev_app_and_sigterm_stops_cleanly() {
     let mut client = TestClient::connect(&format!("ws://127.0.0.1:{port}/app/env-key")).await;
     let mut ws = support::open(&format!("ws://127.0.0.1:{port}/app/app-key")).await;
     let refused = support::next_frame(&mut ws).await.unwrap();
-    assert!(refused.data.unwrap().get().contains("4001"), "dev app is gone");
+    assert!(
+        refused.data.unwrap().get().contains("4001"),
+        "dev app is gone"
+    );
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let (code, _) = client.expect_error().await;
     assert_eq!(code, Some(4200));
     assert_eq!(client.expect_close().await, 4200);

@@ -193,3 +193,26 @@ test('encrypted channel payload reaches a raw subscriber as an untouched {nonce,
   assert.equal(typeof f.json.data, 'string');
   assert.deepEqual(Object.keys(JSON.parse(f.json.data)).sort(), ['ciphertext', 'nonce']);
 });
+
+for (const bad of ['bad name!', 'a/b', '#reserved', 'x'.repeat(201)]) {
+  test(`subscribing to the invalid channel name "${bad.slice(0, 20)}" (${bad.length} chars) gets an error and no success`, async () => {
+    const r = await Raw.connect(srv);
+    r.send({ event: 'pusher:subscribe', data: { auth: '', channel: bad } });
+    const e = await r.take((j) => j.event === 'pusher:error' || j.event === 'pusher:subscription_error');
+    assert.equal(typeof e.json.data, 'object', e.text);
+    await r.none((j) => j.event === 'pusher_internal:subscription_succeeded', 300);
+    await r.ping();
+  });
+}
+
+test('unsubscribe then subscribe again succeeds and delivers events once', async () => {
+  const r = await Raw.connect(srv);
+  const name = uniq('again-');
+  await r.subscribe(name, { auth: '' });
+  r.send({ event: 'pusher:unsubscribe', data: { channel: name } });
+  await r.ping();
+  await r.subscribe(name, { auth: '' });
+  await sdk(srv).trigger(name, 'ev', 'x');
+  await r.event('ev', name);
+  await r.none((j) => j.event === 'ev', 300);
+});

@@ -2,7 +2,8 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  APPS, Raw, startServer, closeAll, uniq, connectedClient, subscribe, nextEvent, collect, sleep,
+  APPS, Raw, startServer, closeAll, uniq, connectedClient, subscribe, nextEvent, nextError, collect,
+  sleep,
 } from './harness.mjs';
 
 let srv;
@@ -116,11 +117,7 @@ test('client events on a channel the sender is not subscribed to are rejected (n
 test('pusher-js sending to an unsubscribed channel gets the not-subscribed error', async () => {
   const c = await connectedClient(srv);
   c.send_event('client-no', { x: 1 }, uniq('private-never-'));
-  const e = await new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no error event')), 3000);
-    c.connection.bind('error', (x) => { clearTimeout(t); resolve(x); });
-  });
-  assert.equal(e.type, 'PusherError');
+  const e = await nextError(c, (x) => x.type === 'PusherError');
   assert.equal(e.data.code, null);
   assert.match(e.data.message, /not subscribed/);
   assert.equal(c.connection.state, 'connected');
@@ -141,4 +138,22 @@ test('more than 10 client events per second: excess rejected with 4301, socket s
   // Rate-limit frames must not close the socket.
   const closed = await Promise.race([a.closed, sleep(100).then(() => null)]);
   assert.equal(closed, null);
+});
+
+test('a frame whose event is neither pusher:* nor client-* is not relayed', async () => {
+  const name = uniq('private-noclient-');
+  const { a, b } = await rawPair(name);
+  a.send({ event: 'typing', channel: name, data: {} });
+  await b.none((j) => j.event === 'typing', 300);
+  await a.ping();
+});
+
+test('a client event with more than 10 KB of data is not relayed and the socket stays open', async () => {
+  const name = uniq('private-bigce-');
+  const { a, b } = await rawPair(name);
+  a.send({ event: 'client-big', channel: name, data: 'x'.repeat(11 * 1024) });
+  await b.none((j) => j.event === 'client-big', 400);
+  await a.ping();
+  a.send({ event: 'client-small', channel: name, data: 'ok' });
+  assert.equal((await b.event('client-small', name)).json.data, 'ok');
 });

@@ -116,8 +116,9 @@ export async function startServer() {
     host: '127.0.0.1',
     port,
     stderr: () => err,
-    async stop() {
-      await closeAll();
+    /** SIGTERM the server; clients are closed first unless keepClients. */
+    async stop({ keepClients = false } = {}) {
+      if (!keepClients) await closeAll();
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 3000);
       await exited;

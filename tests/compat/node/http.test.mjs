@@ -269,6 +269,10 @@ test('timestamp older than 600 s is 401; a fresh hand-signed request is 200', as
     path: '/apps/1/events', body, timestamp: Math.floor(Date.now() / 1000) + 700,
   });
   assert.equal(future.status, 401);
+  const withinWindow = await signedFetch(srv, {
+    path: '/apps/1/events', body, timestamp: Math.floor(Date.now() / 1000) - 500,
+  });
+  assert.equal(withinWindow.status, 200, 'a 500 s old timestamp is inside the 600 s window');
 });
 
 test('body_md5 that does not match the body is rejected (400 or 401)', async () => {
@@ -287,9 +291,104 @@ for (const [label, payload] of [
   ['missing data', { name: 'ev', channels: ['c'] }],
   ['missing channels', { name: 'ev', data: 'x' }],
   ['invalid socket_id', { name: 'ev', data: 'x', channels: ['c'], socket_id: 'abc' }],
+  ['event name over 200 chars', { name: 'e'.repeat(201), data: 'x', channels: ['c'] }],
 ]) {
   test(`trigger body with ${label} is 400`, async () => {
     const res = await signedFetch(srv, { path: '/apps/1/events', body: JSON.stringify(payload) });
     assert.equal(res.status, 400, res.text);
   });
 }
+
+test('trigger body with a single "channel" instead of "channels" is accepted', async () => {
+  const name = uniq('single-');
+  const r = await publicMember(name);
+  const res = await signedFetch(srv, {
+    path: '/apps/1/events', body: JSON.stringify({ name: 'one', data: 'd', channel: name }),
+  });
+  assert.equal(res.status, 200, res.text);
+  assert.equal((await r.event('one', name)).json.data, 'd');
+});
+
+test('trigger to more than 100 channels is 400', async () => {
+  const channels = Array.from({ length: 101 }, (_, i) => `c${i}`);
+  const res = await signedFetch(srv, {
+    path: '/apps/1/events', body: JSON.stringify({ name: 'ev', data: 'x', channels }),
+  });
+  assert.equal(res.status, 400, res.text);
+});
+
+test('trigger to an invalid channel name is 400', async () => {
+  const res = await signedFetch(srv, {
+    path: '/apps/1/events', body: JSON.stringify({ name: 'ev', data: 'x', channels: ['bad name!'] }),
+  });
+  assert.equal(res.status, 400, res.text);
+});
+
+test('trigger with an event name starting with pusher: is 400 and not delivered', async () => {
+  const name = uniq('reserved-');
+  const r = await publicMember(name);
+  assert.equal(await statusOf(api.trigger(name, 'pusher:fake', 'x')), 400);
+  assert.equal(await statusOf(api.trigger(name, 'pusher_internal:fake', 'x')), 400);
+  await r.none((j) => j.event.includes(':fake'), 300);
+});
+
+test('a 200-character channel name (SDK maximum) works end to end', async () => {
+  const name = uniq('long-').padEnd(200, 'x');
+  assert.equal(name.length, 200);
+  const r = await publicMember(name);
+  await api.trigger(name, 'ev', 'long');
+  assert.equal((await r.event('ev', name)).json.data, 'long');
+  const body = await json(await api.get({ path: `/channels/${name}`, params: { info: 'subscription_count' } }));
+  assert.equal(body.subscription_count, 1);
+});
+
+test('triggerBatch socket_id excludes that socket for that event only', async () => {
+  const name = uniq('bexcl-');
+  const a = await publicMember(name);
+  const b = await publicMember(name);
+  await api.triggerBatch([
+    { channel: name, name: 'skip-a', data: '1', socket_id: a.socketId },
+    { channel: name, name: 'to-all', data: '2' },
+  ]);
+  await b.event('skip-a', name);
+  await a.event('to-all', name);
+  await b.event('to-all', name);
+  await a.none((j) => j.event === 'skip-a', 200);
+});
+
+test('closing sockets removes them from subscription_count, user_count and the channel list', async () => {
+  const pub = uniq('gone-');
+  const pres = uniq('presence-gone-');
+  const a = await publicMember(pub);
+  const b = await publicMember(pub);
+  const u1 = await presenceMember(pres, 'u1');
+  const u2 = await presenceMember(pres, 'u2');
+  b.disconnect();
+  u2.disconnect();
+  await sleep(300);
+  assert.deepEqual(await json(await api.get({ path: `/channels/${pub}`, params: { info: 'subscription_count' } })),
+    { occupied: true, subscription_count: 1 });
+  assert.equal((await json(await api.get({ path: `/channels/${pres}`, params: { info: 'user_count' } }))).user_count, 1);
+  a.disconnect();
+  u1.disconnect();
+  await sleep(300);
+  assert.equal((await json(await api.get({ path: `/channels/${pub}` }))).occupied, false);
+  assert.deepEqual(await json(await api.get({ path: `/channels/${pres}/users` })), { users: [] });
+  const list = await json(await api.get({ path: '/channels', params: { filter_by_prefix: pres } }));
+  assert.deepEqual(list, { channels: {} });
+});
+
+test('channel names with = @ , . ; work in SDK-built (unescaped) HTTP paths', async () => {
+  const name = `${uniq('presence-odd')}=a@b,c.d;e`;
+  await presenceMember(name, 'odd');
+  const info = await json(await api.get({ path: `/channels/${name}`, params: { info: 'user_count' } }));
+  assert.deepEqual(info, { occupied: true, user_count: 1 });
+  assert.deepEqual(await json(await api.get({ path: `/channels/${name}/users` })), { users: [{ id: 'odd' }] });
+});
+
+test('the 10 KB data limit counts bytes, not characters', async () => {
+  const name = uniq('utf8-size-');
+  assert.equal(await statusOf(api.trigger(name, 'ev', '☃'.repeat(3500))), 413); // 10500 bytes
+  const ok = await api.trigger(name, 'ev', '☃'.repeat(3400)); // 10200 bytes
+  assert.equal(ok.status, 200);
+});

@@ -60,3 +60,10 @@ test('unsubscribing twice from a joined channel is a silent no-op', async () => 
   await r.ping();
   await r.none((j) => j.event !== 'pusher:pong', 300);
 });
+
+test('a WebSocket-level ping control frame is answered with a pong control frame', async () => {
+  const r = await Raw.connect(srv);
+  const pong = new Promise((resolve) => r.ws.once('pong', (d) => resolve(d.toString())));
+  r.ws.ping('herald');
+  assert.equal(await Promise.race([pong, new Promise((res) => setTimeout(() => res('timeout'), 2000))]), 'herald');
+});

@@ -136,3 +136,46 @@ test('presence subscribe with channel_data not matching the signature is rejecte
   assert.match(e.json.data.message, /^Invalid signature/);
   await r.none((x) => x.event === 'pusher_internal:subscription_succeeded', 300);
 });
+
+test('a member without user_info appears in hash with null info', async () => {
+  const name = uniq('presence-noinfo-');
+  const r = await Raw.connect(srv);
+  const f = await r.subscribe(name, { secret: APPS.main.secret, channelData: '{"user_id":"bare"}' });
+  assert.deepEqual(JSON.parse(f.json.data).presence.hash, { bare: null });
+});
+
+test('a user joining from two sockets with different user_info keeps the first-seen info', async () => {
+  const name = uniq('presence-first-');
+  const a = await Raw.connect(srv);
+  await a.subscribe(name, { secret: APPS.main.secret, channelData: '{"user_id":"u","user_info":{"v":1}}' });
+  const b = await Raw.connect(srv);
+  const f = await b.subscribe(name, { secret: APPS.main.secret, channelData: '{"user_id":"u","user_info":{"v":2}}' });
+  const p = JSON.parse(f.json.data).presence;
+  assert.deepEqual(p, { ids: ['u'], hash: { u: { v: 1 } }, count: 1 });
+});
+
+for (const [label, channelData] of [
+  ['without user_id', '{"user_info":{"name":"x"}}'],
+  ['that is not JSON', 'not json'],
+]) {
+  test(`correctly signed presence channel_data ${label} is rejected`, async () => {
+    const name = uniq('presence-bad-');
+    const r = await Raw.connect(srv);
+    const auth = `app-key:${hmac(APPS.main.secret, `${r.socketId}:${name}:${channelData}`)}`;
+    r.send({ event: 'pusher:subscribe', data: { auth, channel: name, channel_data: channelData } });
+    const e = await r.error();
+    assert.equal(typeof e.json.data, 'object');
+    await r.none((x) => x.event === 'pusher_internal:subscription_succeeded', 300);
+    await r.ping();
+  });
+}
+
+test('presence subscribe without channel_data on a socket that is not signed in is rejected', async () => {
+  const name = uniq('presence-nodata-');
+  const r = await Raw.connect(srv);
+  const auth = `app-key:${hmac(APPS.main.secret, `${r.socketId}:${name}`)}`;
+  r.send({ event: 'pusher:subscribe', data: { auth, channel: name } });
+  const e = await r.error();
+  assert.equal(typeof e.json.data, 'object');
+  await r.none((x) => x.event === 'pusher_internal:subscription_succeeded', 300);
+});

@@ -169,3 +169,10 @@ def test_unknown_app_id_raises_bad_status_404(server):
 def test_oversized_data_raises_bad_status_413(sdk):
     with pytest.raises(PusherBadStatus, match=r"^413"):
         sdk.trigger(uniq("py-big-"), "ev", "z" * 12000)
+
+
+def test_channel_names_with_punctuation_work_in_sdk_paths(clients, sdk):
+    name = uniq("presence-py-odd") + "=a@b,c.d;e"
+    presence(clients, name, "odd")
+    assert sdk.channel_info(name, ["user_count"]) == {"occupied": True, "user_count": 1}
+    assert sdk.users_info(name) == {"users": [{"id": "odd"}]}

@@ -1,6 +1,7 @@
 //! `GET /apps/{id}/channels`, `/channels/{name}` and `/channels/{name}/users` (spec §8.5-8.7).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -64,6 +65,12 @@ pub async fn show(
     if info.subscription_count {
         let sockets = summary.as_ref().map_or(0, |s| s.subscription_count);
         body.insert("subscription_count".into(), sockets.into());
+    }
+    if info.cache && channel.is_cache() {
+        let cached = node.hub.cached(&signed.app.id, &channel).map(|cached| {
+            json!({ "event": cached.event, "data": cached.data, "ttl": cached.ttl(Instant::now()) })
+        });
+        body.insert("cache".into(), cached.unwrap_or(Value::Null));
     }
     Ok(Json(Value::Object(body)))
 }

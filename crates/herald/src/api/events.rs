@@ -2,6 +2,7 @@
 //! every event against the app's limits first, then deliver each once per channel.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +14,8 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::signed::Signed;
 use crate::apps::App;
+use crate::connection::outbox::Frame;
+use crate::hub::CachedEvent;
 use crate::node::Node;
 
 /// One validated event, ready to deliver.
@@ -169,15 +172,22 @@ fn validate(
     })
 }
 
-/// Encodes the event once per channel and publishes it.
+/// Encodes the event once per channel and publishes it; cache channels keep it (§3.8).
 fn deliver(node: &Node, app: &App, event: &Event) {
     for channel in &event.channels {
-        let frame = ServerMessage::ChannelEvent {
+        let frame: Frame = ServerMessage::ChannelEvent {
             event: &event.name,
             channel: channel.as_str(),
             data: &event.data,
-        };
-        node.publish(app, channel, &frame.encode().into(), event.except.as_ref());
+        }
+        .encode()
+        .into();
+        if channel.is_cache() {
+            let ttl = Duration::from_secs(app.cache_ttl);
+            let cached = CachedEvent::new(frame.clone(), &event.name, &event.data, ttl);
+            node.hub.remember(&app.id, channel, cached);
+        }
+        node.publish(app, channel, &frame, event.except.as_ref());
     }
 }
 

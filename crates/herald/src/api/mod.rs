@@ -5,6 +5,7 @@ mod channels;
 mod error;
 mod events;
 mod signed;
+mod users;
 
 use std::sync::Arc;
 
@@ -32,6 +33,15 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(
             "/apps/{app_id}/channels/{channel_name}/users",
             get(channels::users),
+        )
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(users::terminate),
+        )
+        // pusher-http-python 3.3 sends this path without the /apps/{id} prefix (spec §8.8).
+        .route(
+            "/users/{user_id}/terminate_connections",
+            post(users::terminate_unprefixed),
         )
         .route("/health", get(health))
         .fallback(fallback)

@@ -180,6 +180,10 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let pong_timeout = Duration::from_secs(node.server.pong_timeout);
     let mut deadline = Instant::now() + activity;
     let mut probing = false;
+    // Authorized connections (spec §5.5): sign in or hold a private channel in time.
+    let auth_timeout = session.app().authorized_connections_timeout;
+    let mut auth_deadline =
+        (auth_timeout > 0).then(|| Instant::now() + Duration::from_secs(auth_timeout));
     let ending = loop {
         tokio::select! {
             biased;
@@ -214,6 +218,13 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     code = kick.requested() => break kicked(code),
                 }
             }
+            () = sleep_until(auth_deadline.unwrap_or(deadline)), if auth_deadline.is_some() => {
+                if !session.is_authorized() {
+                    let code = ErrorCode::Unauthorized;
+                    break Ending::Close(code.code(), "Connection not authorized within timeout.".into());
+                }
+                auth_deadline = None;
+            }
             () = sleep_until(deadline) => {
                 if probing {
                     let code = ErrorCode::PongNotReceived;
@@ -232,10 +243,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ending
 }
 
-fn kicked(code: u16) -> Ending {
-    let message =
-        ErrorCode::from_code(code).map_or("Connection closed by the server", ErrorCode::message);
-    Ending::Close(code, message.into())
+fn kicked((code, message): (ErrorCode, String)) -> Ending {
+    Ending::Close(code.code(), message)
 }
 
 /// Writes the frame and whatever else is queued, then flushes once.

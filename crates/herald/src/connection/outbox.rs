@@ -1,8 +1,7 @@
 //! A connection's bounded outbox: broadcasters `try_send` shared frames into it and never
 //! wait; when it is full the connection is kicked with 4100 instead of buffering more.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use herald_protocol::ErrorCode;
 use tokio::sync::{Notify, mpsc};
@@ -25,21 +24,20 @@ pub struct OutboxReceiver {
     pub kick: Arc<Kick>,
 }
 
-/// A request to close the connection with a code; the first request wins.
+/// A request to close the connection with a code and message; the first request wins.
 #[derive(Debug, Default)]
 pub struct Kick {
-    code: AtomicU16,
+    reason: OnceLock<(ErrorCode, String)>,
     notify: Notify,
 }
 
 impl Kick {
-    /// Waits until someone asked the connection to close; returns the code.
-    pub async fn requested(&self) -> u16 {
+    /// Waits until someone asked the connection to close; returns the code and message.
+    pub async fn requested(&self) -> (ErrorCode, String) {
         loop {
             let notified = self.notify.notified();
-            let code = self.code.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
+            if let Some(reason) = self.reason.get() {
+                return reason.clone();
             }
             notified.await;
         }
@@ -66,20 +64,17 @@ impl Outbox {
         match self.frames.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kick(ErrorCode::OverCapacity);
+                let code = ErrorCode::OverCapacity;
+                self.kick(code, code.message());
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// Asks the connection to send `pusher:error` with this code and close.
-    pub fn kick(&self, code: ErrorCode) {
-        let set =
-            self.kick
-                .code
-                .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire);
-        if set.is_ok() {
+    /// Asks the connection to send `pusher:error` with this code and message, then close.
+    pub fn kick(&self, code: ErrorCode, message: impl Into<String>) {
+        if self.kick.reason.set((code, message.into())).is_ok() {
             self.kick.notify.notify_one();
         }
     }
@@ -95,7 +90,7 @@ mod tests {
         assert!(outbox.send("a".into()));
         assert!(outbox.send("b".into()));
         assert!(!outbox.send("c".into()));
-        assert_eq!(receiver.kick.requested().await, 4100);
+        assert_eq!(receiver.kick.requested().await.0, ErrorCode::OverCapacity);
         assert_eq!(receiver.frames.recv().await.as_deref(), Some("a"));
         assert_eq!(receiver.frames.recv().await.as_deref(), Some("b"));
         assert!(receiver.frames.try_recv().is_err());
@@ -104,8 +99,11 @@ mod tests {
     #[tokio::test]
     async fn first_kick_wins() {
         let (outbox, receiver) = outbox(2);
-        outbox.kick(ErrorCode::Unauthorized);
-        outbox.kick(ErrorCode::OverCapacity);
-        assert_eq!(receiver.kick.requested().await, 4009);
+        outbox.kick(ErrorCode::Unauthorized, "bye");
+        outbox.kick(ErrorCode::OverCapacity, "full");
+        assert_eq!(
+            receiver.kick.requested().await,
+            (ErrorCode::Unauthorized, "bye".to_owned())
+        );
     }
 }

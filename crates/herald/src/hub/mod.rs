@@ -2,18 +2,28 @@
 //! for presence channels, its [`Roster`]. Subscribe and unsubscribe report occupancy and
 //! member changes; the hub never decides what to do about them.
 
+mod cache;
 mod roster;
+mod users;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
+use herald_protocol::channel::SERVER_TO_USER_PREFIX;
 use herald_protocol::{ChannelKind, ChannelName, ServerMessage, SocketId};
 
 use crate::connection::outbox::{Frame, Outbox};
+pub use cache::CachedEvent;
 pub use roster::{Member, Roster};
+pub use users::Users;
 
 const SHARDS: usize = 64;
+/// Above this many subscribers, subscription counts are announced at most every
+/// [`COUNT_INTERVAL`] (spec §3.9).
+const COUNT_THROTTLE_ABOVE: usize = 100;
+const COUNT_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ChannelKey {
@@ -25,6 +35,46 @@ struct ChannelKey {
 struct Channel {
     subscribers: HashMap<SocketId, Outbox>,
     roster: Option<Roster>,
+    count_announced_at: Option<Instant>,
+    count_pending: bool,
+}
+
+impl Channel {
+    /// Whether to announce the subscription count now, under the throttle of spec §3.9.
+    fn count_due(&mut self, name: &ChannelName, now: Instant) -> bool {
+        if matches!(
+            name.kind(),
+            ChannelKind::Presence | ChannelKind::ServerToUser
+        ) {
+            return false;
+        }
+        let throttled = self.subscribers.len() > COUNT_THROTTLE_ABOVE
+            && self
+                .count_announced_at
+                .is_some_and(|at| now.duration_since(at) < COUNT_INTERVAL);
+        self.count_pending = throttled;
+        if !throttled {
+            self.count_announced_at = Some(now);
+        }
+        !throttled
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    channels: HashMap<ChannelKey, Channel>,
+    caches: HashMap<ChannelKey, CachedEvent>,
+}
+
+/// A socket asking to join a channel.
+pub struct Subscription<'a> {
+    pub app: &'a str,
+    pub channel: &'a ChannelName,
+    pub socket: &'a SocketId,
+    pub outbox: &'a Outbox,
+    /// The presence identity, for presence channels.
+    pub member: Option<&'a Member>,
+    pub max_members: usize,
 }
 
 /// What a subscribe changed.
@@ -35,6 +85,10 @@ pub struct Subscribed {
     pub occupied: bool,
     /// The presence user went from no sockets to one.
     pub member_added: bool,
+    /// A cache channel had nothing cached; the subscriber got `pusher:cache_miss`.
+    pub cache_miss: bool,
+    /// The new count should be announced now (otherwise it is throttled or not applicable).
+    pub count_due: bool,
 }
 
 /// What an unsubscribe changed.
@@ -44,6 +98,7 @@ pub struct Unsubscribed {
     pub vacated: bool,
     /// The presence user's last socket left.
     pub member_removed: bool,
+    pub count_due: bool,
 }
 
 /// A subscribe the hub refused.
@@ -62,10 +117,11 @@ pub struct ChannelSummary {
     pub user_count: Option<usize>,
 }
 
-/// The sharded registry of channels.
+/// The sharded registry of channels, their caches, and the signed-in users.
 pub struct Hub {
-    shards: Box<[Mutex<HashMap<ChannelKey, Channel>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    pub users: Users,
 }
 
 impl Default for Hub {
@@ -73,12 +129,13 @@ impl Default for Hub {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            users: Users::default(),
         }
     }
 }
 
 impl Hub {
-    fn shard(&self, key: &ChannelKey) -> MutexGuard<'_, HashMap<ChannelKey, Channel>> {
+    fn shard(&self, key: &ChannelKey) -> MutexGuard<'_, Shard> {
         let index = self.hasher.hash_one(key) as usize % self.shards.len();
         // A poisoned shard still holds consistent maps: every mutation is a single insert/remove.
         self.shards[index]
@@ -87,25 +144,27 @@ impl Hub {
     }
 
     /// Adds a socket to a channel and, under the same lock, queues its
-    /// `subscription_succeeded` so no channel event can overtake it.
-    pub fn subscribe(
-        &self,
-        app: &str,
-        channel: &ChannelName,
-        socket: &SocketId,
-        outbox: &Outbox,
-        member: Option<&Member>,
-        max_members: usize,
-    ) -> Result<Subscribed, Refused> {
+    /// `subscription_succeeded` (and, on cache channels, the cached event or
+    /// `pusher:cache_miss`) so no channel event can overtake them.
+    pub fn subscribe(&self, request: Subscription<'_>) -> Result<Subscribed, Refused> {
+        let Subscription {
+            app,
+            channel,
+            socket,
+            outbox,
+            member,
+            max_members,
+        } = request;
         let key = key(app, channel);
-        let mut shard = self.shard(&key);
-        let entry = shard.entry(key.clone()).or_default();
+        let mut guard = self.shard(&key);
+        let shard = &mut *guard;
+        let entry = shard.channels.entry(key.clone()).or_default();
         let is_presence = channel.kind() == ChannelKind::Presence;
         if let Some(member) = member.filter(|_| is_presence) {
             let roster = entry.roster.get_or_insert_with(Roster::default);
             if !roster.contains(&member.user_id) && roster.user_count() >= max_members {
                 if entry.subscribers.is_empty() {
-                    shard.remove(&key);
+                    shard.channels.remove(&key);
                 }
                 return Err(Refused::PresenceFull { max: max_members });
             }
@@ -122,10 +181,32 @@ impl Hub {
             presence: presence.as_deref(),
         };
         outbox.send(succeeded.encode().into());
+        let now = Instant::now();
+        let count_due = entry.count_due(channel, now);
+        let subscription_count = entry.subscribers.len();
+        let mut cache_miss = false;
+        if channel.is_cache() {
+            match shard
+                .caches
+                .get(&key)
+                .filter(|cached| !cached.is_expired(now))
+            {
+                Some(cached) => outbox.send(cached.frame.clone()),
+                None => {
+                    cache_miss = true;
+                    let miss = ServerMessage::CacheMiss {
+                        channel: channel.as_str(),
+                    };
+                    outbox.send(miss.encode().into())
+                }
+            };
+        }
         Ok(Subscribed {
-            subscription_count: entry.subscribers.len(),
+            subscription_count,
             occupied,
             member_added,
+            cache_miss,
+            count_due,
         })
     }
 
@@ -140,24 +221,27 @@ impl Hub {
     ) -> Option<Unsubscribed> {
         let key = key(app, channel);
         let mut shard = self.shard(&key);
-        let entry = shard.get_mut(&key)?;
+        let entry = shard.channels.get_mut(&key)?;
         entry.subscribers.remove(socket)?;
         let member_removed = match (user_id, entry.roster.as_mut()) {
             (Some(user_id), Some(roster)) => roster.remove(user_id),
             _ => false,
         };
         let subscription_count = entry.subscribers.len();
+        let count_due = subscription_count > 0 && entry.count_due(channel, Instant::now());
         if subscription_count == 0 {
-            shard.remove(&key);
+            shard.channels.remove(&key);
         }
         Some(Unsubscribed {
             subscription_count,
             vacated: subscription_count == 0,
             member_removed,
+            count_due,
         })
     }
 
     /// Queues one shared frame to every subscriber but `except`; never waits.
+    /// `#server-to-user-{id}` reaches every socket signed in as that user (spec §5.3).
     /// Returns how many outboxes took it.
     pub fn broadcast(
         &self,
@@ -166,9 +250,12 @@ impl Hub {
         frame: &Frame,
         except: Option<&SocketId>,
     ) -> usize {
+        if let Some(user) = channel.as_str().strip_prefix(SERVER_TO_USER_PREFIX) {
+            return self.users.send(app, user, frame, except);
+        }
         let key = key(app, channel);
         let shard = self.shard(&key);
-        let Some(entry) = shard.get(&key) else {
+        let Some(entry) = shard.channels.get(&key) else {
             return 0;
         };
         entry
@@ -186,6 +273,7 @@ impl Hub {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             found.extend(
                 shard
+                    .channels
                     .iter()
                     .filter(|(key, _)| &*key.app == app && key.channel.as_str().starts_with(prefix))
                     .map(|(key, channel)| summary(&key.channel, channel)),
@@ -199,7 +287,10 @@ impl Hub {
     pub fn channel(&self, app: &str, channel: &ChannelName) -> Option<ChannelSummary> {
         let key = key(app, channel);
         let shard = self.shard(&key);
-        shard.get(&key).map(|entry| summary(channel, entry))
+        shard
+            .channels
+            .get(&key)
+            .map(|entry| summary(channel, entry))
     }
 
     /// The distinct user ids of a presence channel, in join order.
@@ -207,10 +298,47 @@ impl Hub {
         let key = key(app, channel);
         let shard = self.shard(&key);
         shard
+            .channels
             .get(&key)
             .and_then(|entry| entry.roster.as_ref())
             .map(|roster| roster.user_ids().into_iter().map(str::to_owned).collect())
             .unwrap_or_default()
+    }
+}
+
+impl Hub {
+    /// Keeps an HTTP-triggered event of a cache channel for `ttl` (spec §3.8).
+    pub fn remember(&self, app: &str, channel: &ChannelName, cached: CachedEvent) {
+        let key = key(app, channel);
+        self.shard(&key).caches.insert(key, cached);
+    }
+
+    /// The cache channel's current event, unless expired.
+    pub fn cached(&self, app: &str, channel: &ChannelName) -> Option<CachedEvent> {
+        let key = key(app, channel);
+        let shard = self.shard(&key);
+        shard
+            .caches
+            .get(&key)
+            .filter(|cached| !cached.is_expired(Instant::now()))
+            .cloned()
+    }
+
+    /// Drops expired caches and returns the throttled subscription counts now due, as
+    /// `(app, channel, count)`. Called about once a second.
+    pub fn tick(&self, now: Instant) -> Vec<(String, ChannelName, usize)> {
+        let mut due = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.caches.retain(|_, cached| !cached.is_expired(now));
+            for (key, channel) in shard.channels.iter_mut() {
+                if channel.count_pending && channel.count_due(&key.channel, now) {
+                    let count = channel.subscribers.len();
+                    due.push((key.app.to_string(), key.channel.clone(), count));
+                }
+            }
+        }
+        due
     }
 }
 

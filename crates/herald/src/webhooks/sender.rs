@@ -1,0 +1,194 @@
+//! Delivers due outbox events: signed POSTs (spec §9.1), several events per request when the
+//! app batches, 2xx deletes them, anything else schedules a retry or a dead letter.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_protocol::auth;
+use herald_protocol::webhook::body;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::store::{Store, StoredEvent};
+use super::{WebhookSettings, now_ms};
+use crate::apps::{App, AppStore};
+
+/// Events fetched per pass, requests in flight, events per batched request.
+const FETCH: usize = 500;
+const CONCURRENCY: usize = 32;
+const PER_REQUEST: usize = 50;
+/// How often the outbox is polled when nothing wakes the sender.
+const POLL: Duration = Duration::from_millis(500);
+
+struct Sender {
+    store: Arc<Mutex<Store>>,
+    apps: Arc<dyn AppStore>,
+    settings: Arc<WebhookSettings>,
+    http: reqwest::Client,
+    in_flight: Mutex<HashSet<String>>,
+    permits: Arc<Semaphore>,
+    wake: Arc<Notify>,
+}
+
+pub(super) async fn run(
+    store: Arc<Mutex<Store>>,
+    apps: Arc<dyn AppStore>,
+    settings: Arc<WebhookSettings>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let http = match reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => return tracing::error!(error = %e, "cannot build the webhook HTTP client"),
+    };
+    let sender = Arc::new(Sender {
+        store,
+        apps,
+        settings,
+        http,
+        in_flight: Mutex::default(),
+        permits: Arc::new(Semaphore::new(CONCURRENCY)),
+        wake,
+    });
+    loop {
+        sender.clone().dispatch_due().await;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = sender.wake.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+impl Sender {
+    async fn dispatch_due(self: Arc<Self>) {
+        let store = self.store.clone();
+        let due = tokio::task::spawn_blocking(move || {
+            let store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.due(now_ms(), FETCH)
+        })
+        .await;
+        let due = match due {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the webhook outbox"),
+            Err(_) => return,
+        };
+        let fresh: Vec<StoredEvent> = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            due.into_iter()
+                .filter(|e| in_flight.insert(e.id.clone()))
+                .collect()
+        };
+        for (target, events) in group(fresh) {
+            let app = self.apps.find_by_id(&target.0);
+            let per_request = if app.as_ref().is_some_and(|a| a.webhook_batching) {
+                PER_REQUEST
+            } else {
+                1
+            };
+            for chunk in events.chunks(per_request) {
+                let sender = self.clone();
+                let (app, url, chunk) = (app.clone(), target.1.clone(), chunk.to_vec());
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let outcome = sender.deliver(app.as_deref(), &url, &chunk).await;
+                    sender.record(chunk, outcome).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// POSTs the events; `Err` carries why the attempt failed.
+    async fn deliver(
+        &self,
+        app: Option<&App>,
+        url: &str,
+        events: &[StoredEvent],
+    ) -> Result<(), String> {
+        let app = app.ok_or("the app is no longer configured")?;
+        let target = app.webhooks.iter().find(|t| t.url == url);
+        let jsons: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        let body = body(now_ms(), &jsons);
+        let signature = auth::sign(app.secret.expose(), body.as_bytes());
+        let mut request = self.http.post(url);
+        for (name, value) in target.map(|t| &t.headers).into_iter().flatten() {
+            request = request.header(name, value);
+        }
+        let response = request
+            .header("Content-Type", "application/json")
+            .header("X-Pusher-Key", &app.key)
+            .header("X-Pusher-Signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", describe(e)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    }
+
+    async fn record(&self, events: Vec<StoredEvent>, outcome: Result<(), String>) {
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let (store, retry_for) = (
+            self.store.clone(),
+            self.settings.retry_for.as_millis() as u64,
+        );
+        let url = events.first().map(|e| e.url.clone()).unwrap_or_default();
+        let failure = outcome.clone().err();
+        let ids_for_store = ids.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
+            match &failure {
+                None => store.delivered(&ids_for_store).map(|()| 0),
+                Some(error) => store.failed(&ids_for_store, error, now_ms(), retry_for),
+            }
+        })
+        .await;
+        match (&outcome, written) {
+            (Ok(()), Ok(Ok(_))) => tracing::debug!(%url, events = ids.len(), "webhook delivered"),
+            (Err(error), Ok(Ok(dead))) => {
+                tracing::warn!(%url, events = ids.len(), %error, dead, "webhook attempt failed; will retry");
+            }
+            (_, Ok(Err(e))) => tracing::error!(error = %e, "cannot update the webhook outbox"),
+            (_, Err(_)) => {}
+        }
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &ids {
+            in_flight.remove(id);
+        }
+    }
+}
+
+/// Events grouped by `(app id, url)`, each group oldest first.
+fn group(events: Vec<StoredEvent>) -> BTreeMap<(String, String), Vec<StoredEvent>> {
+    let mut groups: BTreeMap<(String, String), Vec<StoredEvent>> = BTreeMap::new();
+    for event in events {
+        groups
+            .entry((event.app_id.clone(), event.url.clone()))
+            .or_default()
+            .push(event);
+    }
+    groups
+}
+
+/// reqwest errors print the URL, which may carry credentials; keep only the cause.
+fn describe(error: reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection refused or unreachable".into()
+    } else {
+        error.without_url().to_string()
+    }
+}
