@@ -8,6 +8,8 @@ use herald::config::{Config, Overrides};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod dead_letters;
+
 const SETTINGS_HELP: &str = include_str!("../settings-help.txt");
 
 #[derive(Parser)]
@@ -23,6 +25,25 @@ struct Cli {
 enum Command {
     /// Start the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Inspect and replay webhooks that ran out of retries (dead letters).
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookAction {
+    /// List dead-lettered webhook events, oldest first.
+    ListFailed,
+    /// Queue dead letters again with a fresh retry window; a running server sends them.
+    Replay {
+        /// Event ids to replay (as shown by list-failed).
+        ids: Vec<String>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
 }
 
 #[derive(clap::Args, Clone, Default)]
@@ -43,9 +64,10 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
+    let (args, webhook_action) = match cli.command {
+        Some(Command::Serve(args)) => (args, None),
+        Some(Command::Webhooks { action }) => (cli.serve, Some(action)),
+        None => (cli.serve, None),
     };
     init_tracing();
     let overrides = Overrides {
@@ -60,6 +82,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(errors) => return fail(&errors.to_string()),
     };
+    if let Some(action) = webhook_action {
+        return match dead_letters::run(&config.webhooks.data_dir, action) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => fail(&message),
+        };
+    }
     if let Err(refusal) = config.check_exposure(args.allow_dev_credentials) {
         return fail(&refusal);
     }

@@ -73,7 +73,7 @@ pub fn kind(event: &WebhookEvent) -> WebhookKind {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

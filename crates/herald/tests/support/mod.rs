@@ -2,6 +2,8 @@
 //! the protocol ([`TestClient`]) and a signing HTTP API client ([`ApiClient`]).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod sink;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -197,6 +199,26 @@ impl TestClient {
         let auth = auth_token(KEY, SECRET, &signed);
         self.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":channel,"channel_data":channel_data}}))
             .await;
+    }
+
+    /// Sends `pusher:signin` signed for this socket; returns the next frame.
+    pub async fn send_signin(&mut self, user_data: &str) {
+        let auth = auth_token(
+            KEY,
+            SECRET,
+            &auth::signin_string(&self.socket_id, user_data),
+        );
+        self.send(json!({"event":"pusher:signin","data":{"auth":auth,"user_data":user_data}}))
+            .await;
+    }
+
+    /// Signs in and checks `pusher:signin_success` echoes `user_data` exactly.
+    pub async fn sign_in(&mut self, user_data: &str) {
+        self.send_signin(user_data).await;
+        let frame = self.next().await;
+        assert_eq!(frame.event, "pusher:signin_success", "{frame:?}");
+        let data: Value = serde_json::from_str(frame.data.unwrap().get()).unwrap();
+        assert_eq!(data["user_data"].as_str(), Some(user_data));
     }
 
     async fn expect_succeeded(&mut self, channel: &str) -> InboundFrame {

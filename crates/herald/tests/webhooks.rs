@@ -1,0 +1,290 @@
+//! Webhooks (spec §9): every event type, signatures, removal delay, retries, dead letters,
+//! replay and durability across restarts, against a real server and a real HTTP receiver.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use herald::webhooks::Store;
+use serde_json::{Value, json};
+use support::sink::WebhookSink;
+use support::*;
+
+const ALL_TYPES: &str = r#"["channel_occupied","channel_vacated","member_added","member_removed","client_event","cache_miss","subscription_count"]"#;
+const WAIT_LONG: Duration = Duration::from_secs(10);
+
+fn config(data_dir: &Path, url: &str, extra_webhooks: &str, app_extra: &str) -> String {
+    format!(
+        r#"
+[webhooks]
+data_dir = "{}"
+removal_delay_ms = 300
+timeout = 1
+{extra_webhooks}
+[[apps]]
+id = "1"
+key = "app-key"
+secret = "app-secret"
+enable_client_messages = true
+{app_extra}
+[[apps.webhooks]]
+url = "{url}"
+event_types = {ALL_TYPES}
+headers = {{ Authorization = "Bearer sink-token" }}
+"#,
+        data_dir.display()
+    )
+}
+
+fn names(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["name"].as_str().unwrap()).collect()
+}
+
+fn has(events: &[Value], wanted: &Value) -> bool {
+    events.iter().any(|e| {
+        wanted
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| e.get(k) == Some(v))
+    })
+}
+
+#[tokio::test]
+async fn every_event_type_arrives_signed_with_a_unique_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.subscribe_presence("presence-room", r#"{"user_id":"42"}"#)
+        .await;
+    b.subscribe_presence("presence-room", r#"{"user_id":"7"}"#)
+        .await;
+    b.send(json!({"event":"client-typing","channel":"presence-room","data":{"who":"Bob"}}))
+        .await;
+    a.expect("client-typing").await;
+    a.subscribe("cache-prices").await;
+    assert_eq!(a.next().await.event, "pusher:cache_miss");
+    a.subscribe("orders").await;
+    b.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
+        .await;
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"orders"}}))
+        .await;
+    let expected = [
+        json!({"name":"channel_occupied","channel":"presence-room"}),
+        json!({"name":"member_added","channel":"presence-room","user_id":"42"}),
+        json!({"name":"member_added","channel":"presence-room","user_id":"7"}),
+        json!({"name":"client_event","channel":"presence-room","event":"client-typing","data":"{\"who\":\"Bob\"}","socket_id":b.socket_id,"user_id":"7"}),
+        json!({"name":"cache_miss","channel":"cache-prices"}),
+        json!({"name":"subscription_count","channel":"orders","subscription_count":1}),
+        json!({"name":"member_removed","channel":"presence-room","user_id":"7"}),
+        json!({"name":"channel_vacated","channel":"orders"}),
+    ];
+    let events = sink
+        .wait_for(WAIT_LONG, |events| expected.iter().all(|w| has(events, w)))
+        .await;
+    let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), events.len(), "ids are unique");
+    let request = &sink.requests()[0];
+    assert_eq!(request.headers["authorization"], "Bearer sink-token");
+    assert!(!names(&events).contains(&"channel_vacated") || has(&events, &expected[7]));
+}
+
+#[tokio::test]
+async fn a_quick_rejoin_cancels_both_the_removal_and_the_readd() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    a.subscribe_presence("presence-room", r#"{"user_id":"42"}"#)
+        .await;
+    sink.wait_for(WAIT_LONG, |e| e.len() >= 2).await;
+    drop(a);
+    let mut again = server.client().await;
+    again
+        .subscribe_presence("presence-room", r#"{"user_id":"42"}"#)
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        names(&sink.events()),
+        vec!["channel_occupied", "member_added"],
+        "neither the removal nor the re-add is sent"
+    );
+    drop(again);
+    let events = sink.wait_for(WAIT_LONG, |e| e.len() >= 4).await;
+    let tail: HashSet<&str> = names(&events)[2..].iter().copied().collect();
+    assert_eq!(tail, HashSet::from(["member_removed", "channel_vacated"]));
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_with_backoff_until_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(2);
+    let toml =
+        config(dir.path(), &sink.url(), "", "").replace(ALL_TYPES, r#"["channel_occupied"]"#);
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    a.subscribe("orders").await;
+    let events = sink.wait_for(WAIT_LONG, |e| !e.is_empty()).await;
+    assert_eq!(names(&events), vec!["channel_occupied"]);
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 3, "two failures, then success");
+    let gaps: Vec<Duration> = requests.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(900),
+        "first retry after ~1 s: {gaps:?}"
+    );
+    assert!(
+        gaps[1] >= Duration::from_millis(1_900),
+        "second after ~2 s: {gaps:?}"
+    );
+    let ids: HashSet<&str> = requests
+        .iter()
+        .map(|r| r.body["events"][0]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "retries carry the same id");
+}
+
+#[tokio::test]
+async fn exhausted_retries_become_dead_letters_that_can_be_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(usize::MAX);
+    let toml = config(dir.path(), &sink.url(), "retry_for = 1", "");
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    a.subscribe("orders").await;
+    let store = Store::open(dir.path()).unwrap();
+    let started = Instant::now();
+    while store.dead_letters().unwrap().len() < 2 {
+        assert!(started.elapsed() < WAIT_LONG, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dead = store.dead_letters().unwrap();
+    assert!(
+        dead.iter()
+            .all(|d| d.last_error.as_deref() == Some("HTTP 500"))
+    );
+    assert!(sink.events().is_empty());
+
+    // The CLI lists and replays them; the running server then delivers.
+    sink.fail_next(0);
+    let herald = env!("CARGO_BIN_EXE_herald");
+    let config_path = dir.path().join("herald.toml");
+    std::fs::write(&config_path, &toml).unwrap();
+    let listed = std::process::Command::new(herald)
+        .args(["webhooks", "list-failed", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.starts_with("2 dead-lettered"), "{listed}");
+    assert!(listed.contains(&dead[0].id));
+    let replay = std::process::Command::new(herald)
+        .args(["webhooks", "replay", "--all", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("2 webhook event(s) queued again"));
+    sink.wait_for(WAIT_LONG, |e| e.len() >= 2).await;
+    assert!(store.dead_letters().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn pending_webhooks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(usize::MAX);
+    let toml = config(dir.path(), &sink.url(), "", "");
+    let first = TestServer::with_config(&toml).await;
+    let mut a = first.client().await;
+    a.subscribe("orders").await;
+    while sink.requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.shutdown.cancel();
+    first.task.await.unwrap().unwrap();
+    sink.fail_next(0);
+    let delivered_before = sink.events().len();
+    assert_eq!(delivered_before, 0);
+    let _second = TestServer::with_config(&toml).await;
+    let events = sink
+        .wait_for(WAIT_LONG, |e| {
+            has(e, &json!({"name":"channel_occupied","channel":"orders"}))
+                && has(e, &json!({"name":"channel_vacated","channel":"orders"}))
+        })
+        .await;
+    assert!(events.len() >= 2);
+}
+
+#[tokio::test]
+async fn a_hanging_or_refusing_receiver_never_slows_message_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    // A listener that accepts connections but never answers, and a port nobody listens on.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refusing = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_url = format!("http://{}/hooks", refusing.local_addr().unwrap());
+    drop(refusing);
+    let toml = config(
+        dir.path(),
+        &format!("http://{}/hooks", hanging.local_addr().unwrap()),
+        "",
+        "",
+    )
+    .replace(
+        "headers = {",
+        &format!("[[apps.webhooks]]\nurl = \"{refused_url}\"\nevent_types = {ALL_TYPES}\n[apps.webhooks.headers]\nx = \"y\"\n#"),
+    );
+    let server = TestServer::with_config(&toml).await;
+    let mut subscribers = Vec::new();
+    for n in 0..20 {
+        let mut client = server.client().await;
+        client.subscribe(&format!("c{n}")).await;
+        client.subscribe("all").await;
+        subscribers.push(client);
+    }
+    let started = Instant::now();
+    server.api().trigger(&["all"], "e", "x").await;
+    for client in &mut subscribers {
+        client.expect("e").await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let store = Store::open(dir.path()).unwrap();
+    let pending = store.due(u64::MAX / 2, 1_000).unwrap();
+    assert!(
+        pending.len() >= 40,
+        "events wait in the outbox: {}",
+        pending.len()
+    );
+}
+
+#[tokio::test]
+async fn batching_sends_several_events_in_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(1);
+    let toml = config(dir.path(), &sink.url(), "", "webhook_batching = true");
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    for n in 0..5 {
+        a.subscribe(&format!("c{n}")).await;
+    }
+    sink.wait_for(WAIT_LONG, |e| e.len() >= 10).await;
+    let biggest = sink
+        .requests()
+        .iter()
+        .map(|r| r.body["events"].as_array().unwrap().len())
+        .max()
+        .unwrap();
+    assert!(biggest > 1, "events were batched");
+}
