@@ -464,6 +464,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_is_valid_and_complete() {
+        let config = Config::from_toml(include_str!("../../../herald.example.toml"))
+            .expect("herald.example.toml is valid");
+        let app = &config.apps[0];
+        assert_eq!(app.webhooks.len(), 1);
+        assert_eq!(app.webhooks[0].event_types.len(), 7);
+        assert_eq!(config.server, ServerConfig::default());
+        assert_eq!(config.webhooks, WebhookSettings::default());
+    }
+
+    #[test]
     fn partial_env_app_and_bad_port_are_errors() {
         let overrides = Overrides {
             port: Some("http".into()),
