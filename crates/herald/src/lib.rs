@@ -8,12 +8,14 @@
 //! - [`connection`]: one WebSocket: handshake, session state, outbox, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
 //! - [`webhooks`]: the durable webhook outbox and its sender.
+//! - [`metrics`]: counters, served at `/metrics`.
 
 pub mod api;
 pub mod apps;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod metrics;
 pub mod node;
 pub mod webhooks;
 
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use apps::{AppStore, ConfigAppStore};
 use config::Config;
+use metrics::Metrics;
 use node::Node;
 use webhooks::Webhooks;
 
@@ -38,13 +41,25 @@ pub async fn run(
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
+    let metrics = Arc::new(Metrics::default());
     let webhooks = if has_webhooks {
-        let started = Webhooks::start(config.webhooks, apps.clone(), shutdown.clone());
+        let started = Webhooks::start(
+            config.webhooks,
+            apps.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         Some(started.map_err(|e| std::io::Error::other(format!("webhook outbox: {e}")))?)
     } else {
         None
     };
-    let node = Arc::new(Node::new(apps, config.server, webhooks, shutdown.clone()));
+    let node = Arc::new(Node::new(
+        apps,
+        config.server,
+        webhooks,
+        metrics,
+        shutdown.clone(),
+    ));
     tokio::spawn(node.clone().run_ticks());
     let router = api::router(node.clone());
     axum::serve(listener, router)

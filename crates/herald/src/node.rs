@@ -14,6 +14,7 @@ use crate::apps::{App, AppStore};
 use crate::config::ServerConfig;
 use crate::connection::outbox::Frame;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::webhooks::{WebhookEvent, Webhooks};
 
 /// Everything one Herald process shares between its connections and its HTTP API.
@@ -27,6 +28,7 @@ pub struct Node {
     pub tasks: TaskTracker,
     /// Present when any app has webhook targets.
     pub webhooks: Option<Webhooks>,
+    pub metrics: Arc<Metrics>,
     connections: Mutex<HashMap<String, usize>>,
 }
 
@@ -35,6 +37,7 @@ impl Node {
         apps: Arc<dyn AppStore>,
         server: ServerConfig,
         webhooks: Option<Webhooks>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -44,6 +47,7 @@ impl Node {
             shutdown,
             tasks: TaskTracker::new(),
             webhooks,
+            metrics,
             connections: Mutex::default(),
         }
     }
@@ -93,7 +97,9 @@ impl Node {
         frame: &Frame,
         except: Option<&SocketId>,
     ) -> usize {
-        self.hub.broadcast(&app.id, channel, frame, except)
+        let queued = self.hub.broadcast(&app.id, channel, frame, except);
+        Metrics::add(&self.metrics.frames_queued, queued as u64);
+        queued
     }
 
     /// Counts a new connection against the app's quota; `None` when it is full.
@@ -110,10 +116,12 @@ impl Node {
         })
     }
 
-    /// Open connections of an app.
-    pub fn connection_count(&self, app_id: &str) -> usize {
+    /// Open connections per app, sorted by app id.
+    pub fn connection_counts(&self) -> Vec<(String, usize)> {
         let counts = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(app_id).copied().unwrap_or(0)
+        let mut counts: Vec<_> = counts.iter().map(|(app, n)| (app.clone(), *n)).collect();
+        counts.sort();
+        counts
     }
 }
 

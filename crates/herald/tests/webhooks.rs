@@ -172,6 +172,24 @@ async fn exhausted_retries_become_dead_letters_that_can_be_replayed() {
             .all(|d| d.last_error.as_deref() == Some("HTTP 500"))
     );
     assert!(sink.events().is_empty());
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("herald_webhooks_dead_lettered_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("herald_webhook_attempts_failed_total 0\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("herald_connections{app_id=\"1\"} 1\n"),
+        "{metrics}"
+    );
 
     // The CLI lists and replays them; the running server then delivers.
     sink.fail_next(0);
@@ -287,4 +305,43 @@ async fn batching_sends_several_events_in_one_request() {
         .max()
         .unwrap();
     assert!(biggest > 1, "events were batched");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_but_retried_as_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let location = url.clone();
+    let router = axum::Router::new().route(
+        "/hooks",
+        axum::routing::post(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let location = location.clone();
+            async move { (axum::http::StatusCode::FOUND, [("location", location)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let toml = config(dir.path(), &url, "", "").replace(ALL_TYPES, r#"["channel_occupied"]"#);
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    a.subscribe("orders").await;
+    let store = Store::open(dir.path()).unwrap();
+    let started = Instant::now();
+    loop {
+        let pending = store.due(u64::MAX / 2, 10).unwrap();
+        if pending.first().is_some_and(|e| e.attempts >= 1) {
+            assert_eq!(pending[0].last_error.as_deref(), Some("HTTP 302"));
+            break;
+        }
+        assert!(started.elapsed() < WAIT_LONG, "never attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the redirect was not followed"
+    );
 }

@@ -16,6 +16,7 @@ use super::signed::Signed;
 use crate::apps::App;
 use crate::connection::outbox::Frame;
 use crate::hub::CachedEvent;
+use crate::metrics::Metrics;
 use crate::node::Node;
 
 /// One validated event, ready to deliver.
@@ -188,6 +189,7 @@ fn deliver(node: &Node, app: &App, event: &Event) {
             node.hub.remember(&app.id, channel, cached);
         }
         node.publish(app, channel, &frame, event.except.as_ref());
+        Metrics::add(&node.metrics.api_events_published, 1);
     }
 }
 

@@ -44,12 +44,18 @@ pub fn router(node: Arc<Node>) -> Router {
             post(users::terminate_unprefixed),
         )
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(fallback)
         .with_state(node)
 }
 
 async fn health() -> &'static str {
     "OK"
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    let text = node.metrics.render(&node.connection_counts());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// A WebSocket upgrade on any other path gets the Pusher 4005 answer; anything else 404.

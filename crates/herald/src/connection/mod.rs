@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::metrics::Metrics;
 use crate::node::Node;
 use handshake::Admitted;
 use outbox::{OutboxReceiver, outbox};
@@ -160,13 +161,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         activity_timeout: node.server.activity_timeout,
     };
     // connection_established goes out before any inbound frame is read (spec §1.3).
+    Metrics::add(&node.metrics.connections_opened, 1);
     let ending = match ws.send(Message::Text(established.encode().into())).await {
         Ok(()) => run(&mut ws, &node, session, &mut receiver).await,
         Err(_) => Ending::Gone,
     };
     if let Ending::Close(code, message) = ending {
+        if code == ErrorCode::OverCapacity.code() {
+            Metrics::add(&node.metrics.slow_consumers_closed, 1);
+        }
         close(&mut ws, code, &message).await;
     }
+    Metrics::add(&node.metrics.connections_closed, 1);
     drop(permit);
 }
 

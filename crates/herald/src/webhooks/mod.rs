@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::apps::{App, AppStore, WebhookKind};
+use crate::metrics::Metrics;
 pub use store::{Store, StoredEvent};
 
 /// `[webhooks]` settings.
@@ -85,6 +86,7 @@ impl Webhooks {
     pub fn start(
         settings: WebhookSettings,
         apps: Arc<dyn AppStore>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> rusqlite::Result<Self> {
         let store = Arc::new(std::sync::Mutex::new(Store::open(&settings.data_dir)?));
@@ -97,7 +99,7 @@ impl Webhooks {
             settings.clone(),
             wake.clone(),
         ));
-        tokio::spawn(sender::run(store, apps, settings, wake, shutdown));
+        tokio::spawn(sender::run(store, apps, settings, metrics, wake, shutdown));
         Ok(Self { jobs })
     }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::store::{Store, StoredEvent};
 use super::{WebhookSettings, now_ms};
 use crate::apps::{App, AppStore};
+use crate::metrics::Metrics;
 
 /// Events fetched per pass, requests in flight, events per batched request.
 const FETCH: usize = 500;
@@ -25,6 +26,7 @@ struct Sender {
     store: Arc<Mutex<Store>>,
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
     in_flight: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
@@ -35,6 +37,7 @@ pub(super) async fn run(
     store: Arc<Mutex<Store>>,
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -50,6 +53,7 @@ pub(super) async fn run(
         store,
         apps,
         settings,
+        metrics,
         http,
         in_flight: Mutex::default(),
         permits: Arc::new(Semaphore::new(CONCURRENCY)),
@@ -155,10 +159,17 @@ impl Sender {
             }
         })
         .await;
+        let count = ids.len() as u64;
+        let metrics = &self.metrics;
         match (&outcome, written) {
-            (Ok(()), Ok(Ok(_))) => tracing::debug!(%url, events = ids.len(), "webhook delivered"),
+            (Ok(()), Ok(Ok(_))) => {
+                Metrics::add(&metrics.webhooks_delivered, count);
+                tracing::debug!(%url, events = count, "webhook delivered");
+            }
             (Err(error), Ok(Ok(dead))) => {
-                tracing::warn!(%url, events = ids.len(), %error, dead, "webhook attempt failed; will retry");
+                Metrics::add(&metrics.webhook_attempts_failed, count);
+                Metrics::add(&metrics.webhooks_dead_lettered, dead as u64);
+                tracing::warn!(%url, events = count, %error, dead, "webhook attempt failed");
             }
             (_, Ok(Err(e))) => tracing::error!(error = %e, "cannot update the webhook outbox"),
             (_, Err(_)) => {}

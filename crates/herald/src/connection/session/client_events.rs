@@ -6,6 +6,7 @@ use herald_protocol::message::ClientEvent;
 use herald_protocol::{ChannelKind, ErrorCode, ServerMessage};
 
 use super::Session;
+use crate::metrics::Metrics;
 use crate::webhooks::WebhookEvent;
 
 impl Session {
@@ -24,6 +25,7 @@ impl Session {
             user_id: user_id.as_deref(),
         };
         self.publish(channel, &frame, Some(&self.socket_id));
+        Metrics::add(&self.node.metrics.client_events_relayed, 1);
         self.webhook(WebhookEvent::ClientEvent {
             channel: event.channel.clone(),
             event: event.event.clone(),

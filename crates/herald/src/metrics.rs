@@ -1,0 +1,120 @@
+//! Counters of one Herald process, named and described in one table, served in the
+//! Prometheus text format at `GET /metrics`. Counting is one relaxed atomic add.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every counter Herald keeps.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub slow_consumers_closed: AtomicU64,
+    pub api_events_published: AtomicU64,
+    pub client_events_relayed: AtomicU64,
+    pub frames_queued: AtomicU64,
+    pub webhooks_delivered: AtomicU64,
+    pub webhook_attempts_failed: AtomicU64,
+    pub webhooks_dead_lettered: AtomicU64,
+}
+
+type Field = fn(&Metrics) -> &AtomicU64;
+
+/// Name, help text and field of each counter.
+const COUNTERS: &[(&str, &str, Field)] = &[
+    (
+        "herald_connections_opened_total",
+        "WebSocket connections admitted.",
+        |m| &m.connections_opened,
+    ),
+    (
+        "herald_connections_closed_total",
+        "WebSocket connections ended.",
+        |m| &m.connections_closed,
+    ),
+    (
+        "herald_slow_consumers_closed_total",
+        "Connections closed with 4100 because their outbox was full.",
+        |m| &m.slow_consumers_closed,
+    ),
+    (
+        "herald_api_events_published_total",
+        "Events published through the HTTP API, counted per channel.",
+        |m| &m.api_events_published,
+    ),
+    (
+        "herald_client_events_relayed_total",
+        "Client events relayed.",
+        |m| &m.client_events_relayed,
+    ),
+    (
+        "herald_frames_queued_total",
+        "Event frames queued to subscribers' outboxes.",
+        |m| &m.frames_queued,
+    ),
+    (
+        "herald_webhooks_delivered_total",
+        "Webhook events their receiver accepted.",
+        |m| &m.webhooks_delivered,
+    ),
+    (
+        "herald_webhook_attempts_failed_total",
+        "Webhook events whose delivery attempt failed (each is retried).",
+        |m| &m.webhook_attempts_failed,
+    ),
+    (
+        "herald_webhooks_dead_lettered_total",
+        "Webhook events that ran out of retries.",
+        |m| &m.webhooks_dead_lettered,
+    ),
+];
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition, with the open connections of each app as a gauge.
+    pub fn render(&self, open_connections: &[(String, usize)]) -> String {
+        let mut text = String::new();
+        for (name, help, field) in COUNTERS {
+            let value = field(self).load(Ordering::Relaxed);
+            let _ = write!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        }
+        text.push_str("# HELP herald_connections Open WebSocket connections per app.\n");
+        text.push_str("# TYPE herald_connections gauge\n");
+        for (app, count) in open_connections {
+            let _ = writeln!(
+                text,
+                "herald_connections{{app_id=\"{}\"}} {count}",
+                escape(app)
+            );
+        }
+        text
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter_with_help_and_type() {
+        let metrics = Metrics::default();
+        Metrics::add(&metrics.webhook_attempts_failed, 3);
+        let text = metrics.render(&[("1".into(), 2)]);
+        assert_eq!(text.matches("# TYPE").count(), COUNTERS.len() + 1);
+        assert!(text.contains("herald_webhook_attempts_failed_total 3\n"));
+        assert!(text.contains("herald_connections{app_id=\"1\"} 2\n"));
+    }
+}
