@@ -4,11 +4,11 @@
 
 mod cache;
 mod roster;
+mod shards;
 mod users;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use herald_protocol::channel::SERVER_TO_USER_PREFIX;
@@ -17,6 +17,7 @@ use herald_protocol::{ChannelKind, ChannelName, ServerMessage, SocketId};
 use crate::connection::outbox::{Frame, Outbox};
 pub use cache::CachedEvent;
 pub use roster::{Member, Roster};
+use shards::Shards;
 pub use users::Users;
 
 const SHARDS: usize = 64;
@@ -119,16 +120,14 @@ pub struct ChannelSummary {
 
 /// The sharded registry of channels, their caches, and the signed-in users.
 pub struct Hub {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    shards: Shards<Shard>,
     pub users: Users,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            shards: Shards::new(SHARDS),
             users: Users::default(),
         }
     }
@@ -136,11 +135,7 @@ impl Default for Hub {
 
 impl Hub {
     fn shard(&self, key: &ChannelKey) -> MutexGuard<'_, Shard> {
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        // A poisoned shard still holds consistent maps: every mutation is a single insert/remove.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards.lock(key)
     }
 
     /// Adds a socket to a channel and, under the same lock, queues its
@@ -269,8 +264,7 @@ impl Hub {
     /// The app's occupied channels whose names start with `prefix`.
     pub fn channels(&self, app: &str, prefix: &str) -> Vec<ChannelSummary> {
         let mut found = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in self.shards.each() {
             found.extend(
                 shard
                     .channels
@@ -328,8 +322,7 @@ impl Hub {
     /// `(app, channel, count)`. Called about once a second.
     pub fn tick(&self, now: Instant) -> Vec<(String, ChannelName, usize)> {
         let mut due = Vec::new();
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        for mut shard in self.shards.each() {
             shard.caches.retain(|_, cached| !cached.is_expired(now));
             for (key, channel) in shard.channels.iter_mut() {
                 if channel.count_pending && channel.count_due(&key.channel, now) {

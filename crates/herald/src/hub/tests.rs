@@ -178,11 +178,7 @@ fn cache_channels_replay_the_last_event_or_report_a_miss() {
     );
     assert!(hub.cached("1", &chan).is_none(), "expired");
     hub.tick(Instant::now());
-    assert!(
-        hub.shards
-            .iter()
-            .all(|s| s.lock().map(|s| s.caches.is_empty()).unwrap_or(false))
-    );
+    assert!(hub.shards.each().all(|shard| shard.caches.is_empty()));
 }
 
 #[test]

@@ -2,11 +2,10 @@
 //! sockets watch each user id. A user is online while at least one socket is signed in.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, MutexGuard};
 
 use herald_protocol::SocketId;
 
+use super::shards::Shards;
 use crate::connection::outbox::{Frame, Outbox};
 
 const SHARDS: usize = 16;
@@ -27,15 +26,13 @@ struct UserEntry {
 
 /// The user registry, sharded by (app, user id).
 pub struct Users {
-    shards: Box<[Mutex<HashMap<UserKey, UserEntry>>]>,
-    hasher: RandomState,
+    shards: Shards<HashMap<UserKey, UserEntry>>,
 }
 
 impl Default for Users {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            shards: Shards::new(SHARDS),
         }
     }
 }
@@ -46,20 +43,13 @@ impl Users {
             app: app.into(),
             user: user.into(),
         };
-        let mut shard = self.shard(&key);
+        let mut shard = self.shards.lock(&key);
         let entry = shard.entry(key.clone()).or_default();
         let result = f(entry);
         if entry.sockets.is_empty() && entry.watchers.is_empty() {
             shard.remove(&key);
         }
         result
-    }
-
-    fn shard(&self, key: &UserKey) -> MutexGuard<'_, HashMap<UserKey, UserEntry>> {
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a socket signed in as `user`; true when the user just came online. Returns
@@ -163,11 +153,6 @@ mod tests {
         );
         users.unwatch("1", &["42".into()], &watcher_id);
         assert!(users.sockets("1", "42").is_empty());
-        assert!(
-            users
-                .shards
-                .iter()
-                .all(|s| s.lock().map(|m| m.is_empty()).unwrap_or(false))
-        );
+        assert!(users.shards.each().all(|shard| shard.is_empty()));
     }
 }
