@@ -2,6 +2,7 @@
 //! single task that selects over inbound frames, the outbox, kicks, liveness and shutdown.
 
 mod handshake;
+mod liveness;
 pub mod outbox;
 mod session;
 
@@ -16,7 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use herald_protocol::{ErrorCode, ServerMessage, SocketId};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -26,7 +27,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::metrics::Metrics;
 use crate::node::Node;
 use handshake::Admitted;
-use outbox::{OutboxReceiver, outbox};
+use liveness::{Check, Liveness};
+use outbox::{Kick, OutboxReceiver, Ready, outbox};
 use session::Session;
 
 /// Frames written before one flush.
@@ -96,7 +98,7 @@ fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Small buffers keep idle connections cheap (CRATES.md §1.3: 4 KiB instead of 128 KiB).
 fn socket_config(node: &Node) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(512)
         .write_buffer_size(4096)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(node.server.max_frame_bytes))
@@ -154,7 +156,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     admitted: Admitted,
 ) {
     let Admitted { app, permit } = admitted;
-    let (outbox, mut receiver) = outbox(node.server.outbox_capacity);
+    let (outbox, receiver) = outbox(node.server.outbox_capacity);
     let session = Session::new(node.clone(), app, new_socket_id(), outbox);
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
@@ -163,7 +165,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // connection_established goes out before any inbound frame is read (spec §1.3).
     Metrics::add(&node.metrics.connections_opened, 1);
     let ending = match ws.send(Message::Text(established.encode().into())).await {
-        Ok(()) => run(&mut ws, &node, session, &mut receiver).await,
+        Ok(()) => run(&mut ws, &node, session, &receiver).await,
         Err(_) => Ending::Gone,
     };
     if let Ending::Close(code, message) = ending {
@@ -180,27 +182,34 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     node: &Node,
     mut session: Session,
-    receiver: &mut OutboxReceiver,
+    outbox: &OutboxReceiver,
 ) -> Ending {
-    let activity = Duration::from_secs(node.server.activity_timeout);
-    let pong_timeout = Duration::from_secs(node.server.pong_timeout);
-    let mut deadline = Instant::now() + activity;
-    let mut probing = false;
-    // Authorized connections (spec §5.5): sign in or hold a private channel in time.
-    let auth_timeout = session.app().authorized_connections_timeout;
-    let mut auth_deadline =
-        (auth_timeout > 0).then(|| Instant::now() + Duration::from_secs(auth_timeout));
+    let mut liveness = Liveness::new(node, session.app().authorized_connections_timeout);
+    // Pinned once: no timer or waiter registration per loop iteration.
+    let timer = sleep_until(liveness.next_check());
+    let shutdown = node.shutdown.cancelled();
+    tokio::pin!(timer, shutdown);
     let ending = loop {
         tokio::select! {
             biased;
-            code = receiver.kick.requested() => break kicked(code),
-            () = node.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 let code = ErrorCode::ReconnectImmediately;
                 break Ending::Close(code.code(), code.message().into());
             }
+            ready = outbox.ready() => match ready {
+                Ready::Kicked(kick) => break kicked(kick),
+                // A client that stops reading blocks this write; a kick must still end it.
+                Ready::Frames => tokio::select! {
+                    written = write_batch(ws, outbox) => {
+                        if written.is_err() {
+                            break Ending::Gone;
+                        }
+                    }
+                    kick = outbox.kicked() => break kicked(kick),
+                },
+            },
             inbound = ws.next() => {
-                deadline = Instant::now() + activity;
-                probing = false;
+                liveness.received();
                 match inbound {
                     Some(Ok(Message::Text(text))) => session.handle_text(&text),
                     Some(Ok(Message::Binary(_))) => session.binary_frame(),
@@ -212,36 +221,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Some(Err(_)) => break Ending::Gone,
                 }
             }
-            Some(frame) = receiver.frames.recv() => {
-                // A client that stops reading blocks this write; a kick must still end it.
-                let kick = receiver.kick.clone();
-                tokio::select! {
-                    written = write_batch(ws, frame, &mut receiver.frames) => {
-                        if written.is_err() {
+            () = &mut timer => {
+                match liveness.check(&session) {
+                    Check::Fine => {}
+                    Check::Probe => {
+                        let ping = Message::Text(ServerMessage::Ping.encode().into());
+                        if ws.send(ping).await.is_err() {
                             break Ending::Gone;
                         }
                     }
-                    code = kick.requested() => break kicked(code),
+                    Check::Close(code, message) => break Ending::Close(code.code(), message.into()),
                 }
-            }
-            () = sleep_until(auth_deadline.unwrap_or(deadline)), if auth_deadline.is_some() => {
-                if !session.is_authorized() {
-                    let code = ErrorCode::Unauthorized;
-                    break Ending::Close(code.code(), "Connection not authorized within timeout.".into());
-                }
-                auth_deadline = None;
-            }
-            () = sleep_until(deadline) => {
-                if probing {
-                    let code = ErrorCode::PongNotReceived;
-                    break Ending::Close(code.code(), code.message().into());
-                }
-                // Probe before giving up on a quiet client (spec §2.3).
-                probing = true;
-                deadline = Instant::now() + pong_timeout;
-                if ws.send(Message::Text(ServerMessage::Ping.encode().into())).await.is_err() {
-                    break Ending::Gone;
-                }
+                timer.as_mut().reset(liveness.next_check());
             }
         }
     };
@@ -249,21 +240,19 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ending
 }
 
-fn kicked((code, message): (ErrorCode, String)) -> Ending {
+fn kicked((code, message): Kick) -> Ending {
     Ending::Close(code.code(), message)
 }
 
-/// Writes the frame and whatever else is queued, then flushes once.
+/// Writes what is queued (up to a batch), then flushes once.
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
-    first: outbox::Frame,
-    frames: &mut tokio::sync::mpsc::Receiver<outbox::Frame>,
+    outbox: &OutboxReceiver,
 ) -> Result<(), WsError> {
-    ws.feed(Message::Text(first)).await?;
-    for _ in 1..MAX_BATCH {
-        match frames.try_recv() {
-            Ok(frame) => ws.feed(Message::Text(frame)).await?,
-            Err(_) => break,
+    for _ in 0..MAX_BATCH {
+        match outbox.pop() {
+            Some(frame) => ws.feed(Message::Text(frame)).await?,
+            None => break,
         }
     }
     ws.flush().await

@@ -1,82 +1,149 @@
-//! A connection's bounded outbox: broadcasters `try_send` shared frames into it and never
-//! wait; when it is full the connection is kicked with 4100 instead of buffering more.
+//! A connection's bounded outbox: broadcasters push shared frames into it and never wait;
+//! when it is full the connection is kicked with 4100 instead of buffering more. The queue
+//! allocates only while frames wait, so an idle connection's outbox costs a few words.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use herald_protocol::ErrorCode;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded frame, shared by every recipient (cloning is a reference-count bump).
 pub type Frame = Utf8Bytes;
 
-/// The sending side, held by the hub for each subscription.
-#[derive(Clone, Debug)]
-pub struct Outbox {
-    frames: mpsc::Sender<Frame>,
-    kick: Arc<Kick>,
+/// Why the connection must close: the code and the message sent with it.
+pub type Kick = (ErrorCode, String);
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    /// The first close request wins.
+    kick: Option<Kick>,
+    /// The connection is gone; frames are dropped.
+    closed: bool,
 }
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Woken when the queue becomes non-empty or a kick is requested.
+    ready: Notify,
+    capacity: usize,
+}
+
+/// The sending side, held by the hub for each subscription. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Outbox(Arc<Shared>);
 
 /// The receiving side, owned by the connection task.
 #[derive(Debug)]
-pub struct OutboxReceiver {
-    pub frames: mpsc::Receiver<Frame>,
-    pub kick: Arc<Kick>,
-}
+pub struct OutboxReceiver(Arc<Shared>);
 
-/// A request to close the connection with a code and message; the first request wins.
-#[derive(Debug, Default)]
-pub struct Kick {
-    reason: OnceLock<(ErrorCode, String)>,
-    notify: Notify,
-}
-
-impl Kick {
-    /// Waits until someone asked the connection to close; returns the code and message.
-    pub async fn requested(&self) -> (ErrorCode, String) {
-        loop {
-            let notified = self.notify.notified();
-            if let Some(reason) = self.reason.get() {
-                return reason.clone();
-            }
-            notified.await;
-        }
-    }
+/// What the connection should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// Frames are queued: take them with [`OutboxReceiver::pop`].
+    Frames,
+    Kicked(Kick),
 }
 
 /// A new outbox holding at most `capacity` frames.
 pub fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let kick = Arc::new(Kick::default());
-    (
-        Outbox {
-            frames: tx,
-            kick: kick.clone(),
-        },
-        OutboxReceiver { frames: rx, kick },
-    )
+    let shared = Arc::new(Shared {
+        state: Mutex::default(),
+        ready: Notify::new(),
+        capacity,
+    });
+    (Outbox(shared.clone()), OutboxReceiver(shared))
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Outbox {
     /// Queues a frame without waiting. A full outbox kicks the connection with 4100 and
-    /// drops the frame; a closed one (connection gone) drops it silently.
+    /// drops the frame; a closed or kicked one drops it silently.
     pub fn send(&self, frame: Frame) -> bool {
-        match self.frames.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let code = ErrorCode::OverCapacity;
-                self.kick(code, code.message());
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut state = self.0.lock();
+        if state.closed || state.kick.is_some() {
+            return false;
         }
+        if state.frames.len() >= self.0.capacity {
+            let code = ErrorCode::OverCapacity;
+            state.kick = Some((code, code.message().into()));
+            drop(state);
+            self.0.ready.notify_one();
+            return false;
+        }
+        let was_empty = state.frames.is_empty();
+        state.frames.push_back(frame);
+        drop(state);
+        if was_empty {
+            self.0.ready.notify_one();
+        }
+        true
     }
 
     /// Asks the connection to send `pusher:error` with this code and message, then close.
     pub fn kick(&self, code: ErrorCode, message: impl Into<String>) {
-        if self.kick.reason.set((code, message.into())).is_ok() {
-            self.kick.notify.notify_one();
+        let mut state = self.0.lock();
+        if state.kick.is_none() {
+            state.kick = Some((code, message.into()));
+            drop(state);
+            self.0.ready.notify_one();
         }
+    }
+}
+
+impl OutboxReceiver {
+    /// Waits until a frame is queued or a kick was requested; a kick comes first.
+    pub async fn ready(&self) -> Ready {
+        loop {
+            let notified = self.0.ready.notified();
+            {
+                let state = self.0.lock();
+                if let Some(kick) = &state.kick {
+                    return Ready::Kicked(kick.clone());
+                }
+                if !state.frames.is_empty() {
+                    return Ready::Frames;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for a kick only (while a write is blocked on the socket).
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            if let Ready::Kicked(kick) = self.ready().await {
+                return kick;
+            }
+            // Frames are queued but the writer is busy: wait for the next wake-up.
+            self.0.ready.notified().await;
+        }
+    }
+
+    /// The oldest queued frame. An emptied queue gives its memory back.
+    pub fn pop(&self) -> Option<Frame> {
+        let mut state = self.0.lock();
+        let frame = state.frames.pop_front();
+        if state.frames.is_empty() && state.frames.capacity() > 0 {
+            state.frames = VecDeque::new();
+        }
+        frame
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.closed = true;
+        state.frames = VecDeque::new();
     }
 }
 
@@ -86,14 +153,18 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_kicks_with_4100_and_drops_the_frame() {
-        let (outbox, mut receiver) = outbox(2);
+        let (outbox, receiver) = outbox(2);
         assert!(outbox.send("a".into()));
         assert!(outbox.send("b".into()));
         assert!(!outbox.send("c".into()));
-        assert_eq!(receiver.kick.requested().await.0, ErrorCode::OverCapacity);
-        assert_eq!(receiver.frames.recv().await.as_deref(), Some("a"));
-        assert_eq!(receiver.frames.recv().await.as_deref(), Some("b"));
-        assert!(receiver.frames.try_recv().is_err());
+        let Ready::Kicked((code, _)) = receiver.ready().await else {
+            panic!("kick first");
+        };
+        assert_eq!(code, ErrorCode::OverCapacity);
+        assert_eq!(receiver.pop().as_deref(), Some("a"));
+        assert_eq!(receiver.pop().as_deref(), Some("b"));
+        assert!(receiver.pop().is_none());
+        assert!(!outbox.send("d".into()), "kicked outboxes take nothing");
     }
 
     #[tokio::test]
@@ -102,8 +173,24 @@ mod tests {
         outbox.kick(ErrorCode::Unauthorized, "bye");
         outbox.kick(ErrorCode::OverCapacity, "full");
         assert_eq!(
-            receiver.kick.requested().await,
+            receiver.kicked().await,
             (ErrorCode::Unauthorized, "bye".to_owned())
         );
+    }
+
+    #[tokio::test]
+    async fn ready_wakes_on_the_first_frame_and_a_dropped_receiver_refuses_frames() {
+        let (outbox, receiver) = outbox(4);
+        let waiter = tokio::spawn(async move {
+            let ready = receiver.ready().await;
+            (ready, receiver)
+        });
+        tokio::task::yield_now().await;
+        assert!(outbox.send("x".into()));
+        let (ready, receiver) = waiter.await.expect("joined");
+        assert_eq!(ready, Ready::Frames);
+        assert_eq!(receiver.pop().as_deref(), Some("x"));
+        drop(receiver);
+        assert!(!outbox.send("y".into()));
     }
 }

@@ -42,7 +42,7 @@ fn subscribe(
 
 fn drain(rx: &mut OutboxReceiver) -> Vec<String> {
     let mut frames = Vec::new();
-    while let Ok(frame) = rx.frames.try_recv() {
+    while let Some(frame) = rx.pop() {
         frames.push(frame.to_string());
     }
     frames
