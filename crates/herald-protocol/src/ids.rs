@@ -1,15 +1,17 @@
 //! Socket ids: `^\d+\.\d+$`, the only shape the official SDKs will sign.
 
 use std::fmt;
+use std::sync::Arc;
 
-/// A connection's id, `<digits>.<digits>`, unique while the socket lives.
+/// A connection's id, `<digits>.<digits>`, unique while the socket lives. Clones share
+/// one allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketId(Box<str>);
+pub struct SocketId(Arc<str>);
 
 impl SocketId {
     /// Builds an id from its two numeric halves.
     pub fn from_parts(high: u64, low: u64) -> Self {
-        Self(format!("{high}.{low}").into_boxed_str())
+        Self(format!("{high}.{low}").into())
     }
 
     /// Accepts only `^\d+\.\d+$` (spec §1.3), as the SDKs do.

@@ -103,7 +103,7 @@ impl Node {
     }
 
     /// Counts a new connection against the app's quota; `None` when it is full.
-    pub fn admit(self: &Arc<Self>, app: &App) -> Option<ConnectionPermit> {
+    pub fn admit(self: &Arc<Self>, app: &Arc<App>) -> Option<ConnectionPermit> {
         let mut counts = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(app.id.clone()).or_default();
         if app.max_connections != 0 && *count >= app.max_connections {
@@ -112,7 +112,7 @@ impl Node {
         *count += 1;
         Some(ConnectionPermit {
             node: self.clone(),
-            app_id: app.id.clone(),
+            app: app.clone(),
         })
     }
 
@@ -128,7 +128,7 @@ impl Node {
 /// One connection counted against its app's quota until dropped.
 pub struct ConnectionPermit {
     node: Arc<Node>,
-    app_id: String,
+    app: Arc<App>,
 }
 
 impl Drop for ConnectionPermit {
@@ -138,7 +138,7 @@ impl Drop for ConnectionPermit {
             .connections
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.app_id) {
+        if let Some(count) = counts.get_mut(&self.app.id) {
             *count = count.saturating_sub(1);
         }
     }

@@ -62,7 +62,12 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         let stream = TokioIo::new(upgraded);
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
         match handshake::check(&task_node, key.as_deref(), &query) {
-            Ok(admitted) => serve(ws, task_node, admitted).await,
+            // A task of its own: the live connection does not carry the upgrade's state.
+            Ok(admitted) => drop(
+                task_node
+                    .tasks
+                    .spawn(serve(ws, task_node.clone(), admitted)),
+            ),
             Err(code) => refuse(ws, code).await,
         }
     });
@@ -98,7 +103,7 @@ fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Small buffers keep idle connections cheap (CRATES.md §1.3: 4 KiB instead of 128 KiB).
 fn socket_config(node: &Node) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(512)
+        .read_buffer_size(256)
         .write_buffer_size(4096)
         .max_write_buffer_size(1 << 20)
         .max_message_size(Some(node.server.max_frame_bytes))
