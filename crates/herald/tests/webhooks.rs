@@ -149,6 +149,15 @@ async fn failed_deliveries_are_retried_with_backoff_until_accepted() {
         .map(|r| r.body["events"][0]["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 1, "retries carry the same id");
+    let times: HashSet<u64> = requests
+        .iter()
+        .map(|r| r.body["time_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        times.len(),
+        1,
+        "time_ms is the creation time on every attempt"
+    );
 }
 
 #[tokio::test]
@@ -305,6 +314,43 @@ async fn batching_sends_several_events_in_one_request() {
         .max()
         .unwrap();
     assert!(biggest > 1, "events were batched");
+}
+
+#[tokio::test]
+async fn every_event_is_delivered_exactly_once_when_all_goes_well() {
+    for batching in ["webhook_batching = false", "webhook_batching = true"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = WebhookSink::start(SECRET).await;
+        let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", batching)).await;
+        let mut clients = Vec::new();
+        for n in 0..20 {
+            let mut client = server.client().await;
+            for c in 0..5 {
+                client
+                    .subscribe_presence(
+                        &format!("presence-{c}"),
+                        &format!(r#"{{"user_id":"{n}"}}"#),
+                    )
+                    .await;
+            }
+            clients.push(client);
+        }
+        // 5 occupied + 100 member_added.
+        let events = sink.wait_for(WAIT_LONG, |e| e.len() >= 105).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let events = if sink.events().len() > events.len() {
+            sink.events()
+        } else {
+            events
+        };
+        let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids.len(),
+            events.len(),
+            "{batching}: an event arrived twice"
+        );
+        assert_eq!(events.len(), 105, "{batching}");
+    }
 }
 
 #[tokio::test]

@@ -28,7 +28,9 @@ struct Sender {
     settings: Arc<WebhookSettings>,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
-    in_flight: Mutex<HashSet<String>>,
+    /// Events being sent. Read and changed only while the store is locked, so a due-query
+    /// and a completed delivery can never interleave (which would send an event twice).
+    in_flight: Arc<Mutex<HashSet<String>>>,
     permits: Arc<Semaphore>,
     wake: Arc<Notify>,
 }
@@ -55,7 +57,7 @@ pub(super) async fn run(
         settings,
         metrics,
         http,
-        in_flight: Mutex::default(),
+        in_flight: Arc::default(),
         permits: Arc::new(Semaphore::new(CONCURRENCY)),
         wake,
     });
@@ -71,22 +73,22 @@ pub(super) async fn run(
 
 impl Sender {
     async fn dispatch_due(self: Arc<Self>) {
-        let store = self.store.clone();
+        let (store, in_flight) = (self.store.clone(), self.in_flight.clone());
         let due = tokio::task::spawn_blocking(move || {
             let store = store.lock().unwrap_or_else(|p| p.into_inner());
-            store.due(now_ms(), FETCH)
+            let due = store.due(now_ms(), FETCH)?;
+            let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh: Vec<StoredEvent> = due
+                .into_iter()
+                .filter(|e| in_flight.insert(e.id.clone()))
+                .collect();
+            Ok::<_, rusqlite::Error>(fresh)
         })
         .await;
-        let due = match due {
-            Ok(Ok(due)) => due,
+        let fresh = match due {
+            Ok(Ok(fresh)) => fresh,
             Ok(Err(e)) => return tracing::error!(error = %e, "cannot read the webhook outbox"),
             Err(_) => return,
-        };
-        let fresh: Vec<StoredEvent> = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            due.into_iter()
-                .filter(|e| in_flight.insert(e.id.clone()))
-                .collect()
         };
         for (target, events) in group(fresh) {
             let app = self.apps.find_by_id(&target.0);
@@ -120,7 +122,14 @@ impl Sender {
         let app = app.ok_or("the app is no longer configured")?;
         let target = app.webhooks.iter().find(|t| t.url == url);
         let jsons: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-        let body = body(now_ms(), &jsons);
+        // `time_ms` is when the webhook was created (spec §9.2), kept across retries; a
+        // replayed dead letter counts as created at its replay.
+        let created = events
+            .iter()
+            .map(|e| e.created_ms)
+            .max()
+            .unwrap_or_else(now_ms);
+        let body = body(created, &jsons);
         let signature = auth::sign(app.secret.expose(), body.as_bytes());
         let mut request = self.http.post(url);
         for (name, value) in target.map(|t| &t.headers).into_iter().flatten() {
@@ -150,13 +159,18 @@ impl Sender {
         );
         let url = events.first().map(|e| e.url.clone()).unwrap_or_default();
         let failure = outcome.clone().err();
-        let ids_for_store = ids.clone();
+        let (ids_for_store, in_flight) = (ids.clone(), self.in_flight.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
-            match &failure {
+            let written = match &failure {
                 None => store.delivered(&ids_for_store).map(|()| 0),
                 Some(error) => store.failed(&ids_for_store, error, now_ms(), retry_for),
+            };
+            let mut in_flight = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &ids_for_store {
+                in_flight.remove(id);
             }
+            written
         })
         .await;
         let count = ids.len() as u64;
@@ -173,10 +187,6 @@ impl Sender {
             }
             (_, Ok(Err(e))) => tracing::error!(error = %e, "cannot update the webhook outbox"),
             (_, Err(_)) => {}
-        }
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        for id in &ids {
-            in_flight.remove(id);
         }
     }
 }
