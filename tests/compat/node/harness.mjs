@@ -24,9 +24,10 @@ export const MASTER_KEY_B64 = Buffer.alloc(32, 7).toString('base64');
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = path.resolve(HERE, '..', '..', '..');
-const HERALD_BIN = process.env.HERALD_BIN || path.join(REPO_ROOT, 'target', 'debug', 'herald');
+export const HERALD_BIN = process.env.HERALD_BIN || path.join(REPO_ROOT, 'target', 'debug', 'herald');
 
-const CONFIG = `[server]
+/** The four standard apps; tests needing more append [[apps]] / [webhooks] blocks. */
+export const CONFIG = `[server]
 host = "127.0.0.1"
 port = 6001
 activity_timeout = ${ACTIVITY_TIMEOUT}
@@ -76,6 +77,15 @@ export function within(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Poll `cond` every 20 ms until true; throw after ms. */
+export async function until(cond, what, ms = 3000) {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 let counter = 0;
 /** A channel name no other test uses. */
 export function uniq(prefix) {
@@ -85,10 +95,11 @@ export function uniq(prefix) {
 
 // ---------------------------------------------------------------- server process
 
-export async function startServer() {
+/** Start herald on port 0 with `config` (TOML text; default CONFIG). */
+export async function startServer({ config = CONFIG } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'herald-compat-'));
   const cfg = path.join(dir, 'herald.toml');
-  writeFileSync(cfg, CONFIG);
+  writeFileSync(cfg, config);
   const child = spawn(HERALD_BIN, ['serve', '--config', cfg, '--port', '0'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -116,6 +127,7 @@ export async function startServer() {
     host: '127.0.0.1',
     port,
     stderr: () => err,
+    configPath: cfg,
     /** SIGTERM the server; clients are closed first unless keepClients. */
     async stop({ keepClients = false } = {}) {
       if (!keepClients) await closeAll();
@@ -187,11 +199,18 @@ export function hmac(secret, s) {
 /**
  * A pusher-js client against the test server. Private/presence channels are
  * authorized in-process with the npm SDK's authorizeChannel (no auth HTTP server).
- * `user` is the presence channel_data ({user_id, user_info}).
+ * `user` is the presence channel_data ({user_id, user_info}); without it presence auth
+ * has no channel_data. `signinAs` is the user data that `pusher.signin()` sends, signed
+ * with the npm SDK's authenticateUser (or `userAuth`, a custom user-auth handler).
  */
-export function jsClient(srv, { app = APPS.main, user, masterKey } = {}) {
+export function jsClient(srv, { app = APPS.main, user, masterKey, signinAs, userAuth } = {}) {
   const signer = sdk(srv, app, masterKey ? { encryptionMasterKeyBase64: masterKey } : {});
   const client = new PusherJS(app.key, {
+    userAuthentication: {
+      customHandler: userAuth || (({ socketId }, cb) => {
+        try { cb(null, signer.authenticateUser(socketId, signinAs)); } catch (e) { cb(e, null); }
+      }),
+    },
     cluster: 'mt1',
     wsHost: srv.host, wsPort: srv.port, wssPort: srv.port,
     forceTLS: false, enabledTransports: ['ws'], disableStats: true,
@@ -206,6 +225,20 @@ export function jsClient(srv, { app = APPS.main, user, masterKey } = {}) {
   });
   client.messages = [];
   client.errors = [];
+  // pusher-js reacts to a 4000-4099 close ('refused') by calling close() on the already
+  // closed faye-websocket socket, which arms a 30 s timer nothing clears; unref it so a
+  // test file that closes pusher-js with 4009 does not keep node alive for 30 s.
+  client.connection.bind('connected', () => {
+    const sock = client.connection.connection?.transport?.socket;
+    if (!sock || sock.heraldPatched || typeof sock.close !== 'function') return;
+    const close = sock.close;
+    sock.close = function patchedClose(...args) {
+      const r = close.apply(this, args);
+      this._closeTimer?.unref?.();
+      return r;
+    };
+    sock.heraldPatched = true;
+  });
   client.connection.bind('message', (m) => client.messages.push(m));
   client.connection.bind('error', (e) => client.errors.push(e));
   open.add(client);
@@ -345,6 +378,14 @@ export class Raw {
     if (channelData !== undefined) data.channel_data = channelData;
     this.send({ event: 'pusher:subscribe', data });
     return this.event('pusher_internal:subscription_succeeded', channel);
+  }
+
+  /** Send pusher:signin for `userData` (an object, or the exact JSON string) signed with `secret`. */
+  signin(userData, { secret = APPS.main.secret, key = APPS.main.key, auth } = {}) {
+    const text = typeof userData === 'string' ? userData : JSON.stringify(userData);
+    const a = auth ?? `${key}:${hmac(secret, `${this.socketId}::user::${text}`)}`;
+    this.send({ event: 'pusher:signin', data: { auth: a, user_data: text } });
+    return text;
   }
 
   /** Round-trip a ping to prove the connection is still open and answering. */

@@ -9,6 +9,7 @@ import queue
 import re
 import secrets
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -54,10 +55,10 @@ max_connections = 0
 
 
 class Server:
-    def __init__(self):
+    def __init__(self, config=CONFIG):
         self.dir = tempfile.mkdtemp(prefix="herald-compat-py-")
         cfg = Path(self.dir) / "herald.toml"
-        cfg.write_text(CONFIG)
+        cfg.write_text(config)
         self.stderr = open(Path(self.dir) / "stderr.log", "wb")
         self.proc = subprocess.Popen(
             [HERALD_BIN, "serve", "--config", str(cfg), "--port", "0"],
@@ -145,6 +146,7 @@ class RawWS:
         self.frames = []  # [text, parsed, taken]
         self.lock = threading.Condition()
         self.closed = False
+        self.close_code = None  # code of the server's close frame, if any
         threading.Thread(target=self._read, daemon=True).start()
         est = self.take(lambda j: j.get("event") == "pusher:connection_established")
         self.socket_id = json.loads(est["data"])["socket_id"]
@@ -153,11 +155,16 @@ class RawWS:
         while True:
             try:
                 self.ws.settimeout(None)
-                text = self.ws.recv()
+                opcode, frame = self.ws.recv_data_frame(True)
             except Exception:
                 break
-            if not text:
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                if len(frame.data) >= 2:
+                    self.close_code = struct.unpack("!H", frame.data[:2])[0]
                 break
+            if opcode != websocket.ABNF.OPCODE_TEXT:
+                continue
+            text = frame.data.decode("utf-8") if isinstance(frame.data, bytes) else frame.data
             with self.lock:
                 self.frames.append([text, json.loads(text), False])
                 self.lock.notify_all()
@@ -190,6 +197,17 @@ class RawWS:
         with self.lock:
             bad = [f[0] for f in self.frames if not f[2] and pred(f[1])]
         assert not bad, "unexpected frames: %s" % bad
+
+    def wait_closed(self, timeout=WAIT):
+        """Wait for the server to close the connection; returns its close code."""
+        deadline = time.time() + timeout
+        with self.lock:
+            while not self.closed:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("connection not closed within %ss" % timeout)
+                self.lock.wait(left)
+        return self.close_code
 
     def subscribe(self, channel, secret=None, channel_data=None, key=APP["key"]):
         data = {"channel": channel}
