@@ -1,0 +1,509 @@
+//! HTTP-published load on WebSocket subscribers: `fanout` (one channel), `channels` (many
+//! small channels), and `--ramp`, which raises the rate until latency or delivery breaks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::Common;
+use crate::hist::{AtomicHist, Hist};
+use crate::http::{Api, Event};
+use crate::procstat::{CpuMeter, rss_bytes};
+use crate::report::{CpuUse, Report, round2};
+use crate::worker::{Plan, Pool, Ready, Snap, merge, plans};
+use crate::ws::payload;
+
+#[derive(Args, Debug)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: u64,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub ramp: RampArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ChannelsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: u64,
+    /// Channels (default: one per connection).
+    #[arg(long)]
+    pub channels: Option<u64>,
+    /// Events per HTTP request (more than 1 uses /batch_events, at most 10).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    pub ramp: RampArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Events published per second.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of publishing (per ramp step).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes of event data (carries the send timestamp).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Concurrent keep-alive HTTP connections publishing.
+    #[arg(long, default_value_t = 8)]
+    pub publishers: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RampArgs {
+    /// Raise the rate step by step until p99 or delivery breaks; report the last rate held.
+    #[arg(long)]
+    pub ramp: bool,
+    #[arg(long, default_value_t = 20.0)]
+    pub ramp_start: f64,
+    #[arg(long, default_value_t = 1.5)]
+    pub ramp_factor: f64,
+    #[arg(long, default_value_t = 14)]
+    pub max_steps: usize,
+    /// A step fails when its p99 latency exceeds this.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_bound_ms: f64,
+    /// A step fails when fewer than this share of expected deliveries arrive.
+    #[arg(long, default_value_t = 0.999)]
+    pub min_delivery: f64,
+}
+
+struct Setup {
+    api: Api,
+    load: LoadArgs,
+    ramp: RampArgs,
+    channels: u64,
+    batch: usize,
+    /// Connected subscribers per channel index.
+    subs: Vec<u64>,
+    /// Channel `i` is `{prefix}{i}`.
+    prefix: String,
+    server_pid: Option<u32>,
+}
+
+pub async fn fanout(a: FanoutArgs) -> Result<Report> {
+    run(&a.common, "fanout", a.subscribers, 1, 1, a.load, a.ramp).await
+}
+
+pub async fn channels(a: ChannelsArgs) -> Result<Report> {
+    let channels = a.channels.unwrap_or(a.connections).max(1);
+    let batch = a.batch.clamp(1, 10);
+    run(
+        &a.common,
+        "channels",
+        a.connections,
+        channels,
+        batch,
+        a.load,
+        a.ramp,
+    )
+    .await
+}
+
+async fn run(
+    common: &Common,
+    scenario: &str,
+    subscribers: u64,
+    channels: u64,
+    batch: usize,
+    load: LoadArgs,
+    ramp: RampArgs,
+) -> Result<Report> {
+    let mut report = Report::new(common.json, scenario, &common.url);
+    let rss_before = common.server_pid.and_then(rss_bytes);
+    let base = Plan {
+        addr: common.addr()?,
+        key: common.key.clone(),
+        secret: common.secret.clone(),
+        source: crate::worker::source_ip(0),
+        first: 0,
+        count: 0,
+        channels,
+        prefix: format!("bench-{}-", std::process::id()),
+    };
+    let plans = plans(&base, subscribers, common.workers);
+    let timeout = Duration::from_secs(60 + subscribers / 200);
+    let started = Instant::now();
+    let (mut pool, ready) = Pool::start(&plans, timeout).await?;
+    let connect_secs = started.elapsed().as_secs_f64();
+    let subs = per_channel(subscribers, channels, &ready);
+    let connected: u64 = ready.iter().map(|r| r.connected).sum();
+    let failed: u64 = ready.iter().map(|r| r.failed).sum();
+    let first_error = ready.iter().find_map(|r| r.first_error.clone());
+    report.set(
+        "params",
+        json!({"subscribers": subscribers, "channels": channels, "batch": batch,
+               "rate": load.rate, "duration": load.duration, "payload": load.payload,
+               "publishers": load.publishers, "ramp": ramp.ramp, "processes": plans.len()}),
+    );
+    report.set(
+        "connect",
+        json!({"connected": connected, "failed": failed, "seconds": round2(connect_secs),
+               "first_error": first_error,
+               "rss_before": rss_before, "rss_after": common.server_pid.and_then(rss_bytes)}),
+    );
+    report.line(format!(
+        "{connected} subscribers on {channels} channel(s) over {} processes in {connect_secs:.1} s ({failed} failed)",
+        plans.len()
+    ));
+    let setup = Setup {
+        api: common.api()?,
+        load,
+        ramp,
+        channels,
+        batch,
+        subs,
+        prefix: base.prefix.clone(),
+        server_pid: common.server_pid,
+    };
+    let outcome = if setup.ramp.ramp {
+        ramp_steps(&setup, &mut pool, &mut report).await
+    } else {
+        let step = step(&setup, &mut pool, setup.load.rate).await;
+        step.map(|s| {
+            report.lines.extend(s.lines());
+            report.set("result", s.json.clone());
+        })
+    };
+    pool.stop().await;
+    outcome?;
+    Ok(report)
+}
+
+fn per_channel(total: u64, channels: u64, ready: &[Ready]) -> Vec<u64> {
+    let mut subs: Vec<u64> = (0..channels)
+        .map(|c| total / channels + u64::from(c < total % channels))
+        .collect();
+    for c in ready.iter().flat_map(|r| &r.failed_channels) {
+        if let Some(n) = subs.get_mut(*c as usize) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    subs
+}
+
+async fn ramp_steps(setup: &Setup, pool: &mut Pool, report: &mut Report) -> Result<()> {
+    let r = &setup.ramp;
+    let mut steps: Vec<Value> = Vec::new();
+    let mut knee: Option<StepResult> = None;
+    let mut fail_rate = None;
+    let mut rate = r.ramp_start;
+    for _ in 0..r.max_steps {
+        let s = step(setup, pool, rate).await?;
+        report.line(s.short());
+        steps.push(s.json.clone());
+        let (pass, broken) = (s.pass, s.disconnected > 0);
+        if pass {
+            knee = Some(s);
+            rate *= r.ramp_factor;
+        } else {
+            fail_rate = Some(rate);
+        }
+        if !pass || broken {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Two bisection steps between the last rate that held and the first that broke.
+    if let (Some(mut hi), true) = (fail_rate, steps.len() > 1) {
+        for _ in 0..2 {
+            let Some(lo) = knee.as_ref().map(|k| k.rate) else {
+                break;
+            };
+            let mid = (lo + hi) / 2.0;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = step(setup, pool, mid).await?;
+            report.line(s.short());
+            steps.push(s.json.clone());
+            let broken = s.disconnected > 0;
+            if s.pass {
+                knee = Some(s);
+            } else {
+                hi = mid;
+            }
+            if broken {
+                break;
+            }
+        }
+    }
+    let half = match &knee {
+        Some(k) => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let s = step(setup, pool, k.rate / 2.0).await?;
+            report.line(format!("half the knee: {}", s.short()));
+            Some(s)
+        }
+        None => None,
+    };
+    match &knee {
+        Some(k) => report.line(format!(
+            "knee: {:.0} events/s = {:.0} deliveries/s, p99 {:.2} ms; at half: p99 {:.2} ms",
+            k.rate,
+            k.deliveries_per_sec,
+            k.p99_ms,
+            half.as_ref().map_or(0.0, |h| h.p99_ms)
+        )),
+        None => report.line("knee: not found (the first step already failed)"),
+    }
+    report.set("steps", Value::Array(steps));
+    report.set("knee", knee.map_or(Value::Null, |k| k.json));
+    report.set("half_knee", half.map_or(Value::Null, |h| h.json));
+    Ok(())
+}
+
+struct StepResult {
+    rate: f64,
+    pass: bool,
+    deliveries_per_sec: f64,
+    p99_ms: f64,
+    disconnected: u64,
+    json: Value,
+}
+
+impl StepResult {
+    fn short(&self) -> String {
+        format!(
+            "rate {:>8.0}/s: {:>10.0} deliveries/s, delivered {:.4}, p99 {:>7.2} ms, tool {} cores, server {} cores -> {}",
+            self.rate,
+            self.deliveries_per_sec,
+            self.json["delivery_ratio"].as_f64().unwrap_or(0.0),
+            self.p99_ms,
+            self.json["cpu"]["tool_cores"],
+            self.json["cpu"]["server_cores"],
+            if self.pass { "held" } else { "broke" }
+        )
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let j = &self.json;
+        vec![
+            format!(
+                "published {} events ({} failed) at {}/s; {} of {} deliveries ({}), {}/s",
+                j["events_ok"],
+                j["events_failed"],
+                j["publishes_per_sec"],
+                j["delivered"],
+                j["expected"],
+                j["delivery_ratio"],
+                j["deliveries_per_sec"]
+            ),
+            format!(
+                "latency publish->receipt: {}",
+                j["latency_text"].as_str().unwrap_or("")
+            ),
+            format!(
+                "HTTP trigger latency: {}",
+                j["http_text"].as_str().unwrap_or("")
+            ),
+            j["cpu_text"].as_str().unwrap_or("").to_owned(),
+        ]
+    }
+}
+
+/// Publishes at `rate` for the configured duration, waits for deliveries to settle, and
+/// judges the step.
+async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResult> {
+    let baseline = pool.reset().await?;
+    let wall = Instant::now();
+    let parent = CpuMeter::start(None);
+    let server = setup.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let published = publish(setup, rate).await;
+    let settle_start = Instant::now();
+    let mut last = 0;
+    let snaps: Vec<Snap> = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let snaps = pool.snap().await?;
+        let got = merge(&snaps).received;
+        let waited = settle_start.elapsed();
+        if got >= published.expected
+            || (got == last && waited > Duration::from_millis(750))
+            || waited > Duration::from_secs(5)
+        {
+            break snaps;
+        }
+        last = got;
+    };
+    let secs = wall.elapsed().as_secs_f64();
+    let workers = snaps
+        .iter()
+        .zip(&baseline)
+        .map(|(s, b)| (s.cpu_seconds - b.cpu_seconds) / secs)
+        .collect();
+    let cpu = CpuUse::measure(&parent, server.as_ref(), workers);
+    let total = merge(&snaps);
+    let disconnected = total.disconnected - merge(&baseline).disconnected;
+    let ratio = if published.expected == 0 {
+        0.0
+    } else {
+        total.received as f64 / published.expected as f64
+    };
+    let window = published.window.max(1e-3);
+    let deliveries_per_sec = total.received as f64 / window;
+    let publish_rate = published.ok as f64 / window;
+    let p99_ms = total.latency.quantile(0.99) as f64 / 1000.0;
+    let r = &setup.ramp;
+    let fail_reason = if disconnected > 0 {
+        Some(format!(
+            "{disconnected} subscribers disconnected: {:?}",
+            total.last_disconnect
+        ))
+    } else if published.failed > 0 {
+        Some(format!(
+            "{} publishes failed: {:?}",
+            published.failed, published.first_error
+        ))
+    } else if publish_rate < 0.95 * rate {
+        Some(format!("publishing reached only {publish_rate:.0}/s"))
+    } else if ratio < r.min_delivery {
+        Some(format!("delivered {ratio:.4} < {}", r.min_delivery))
+    } else if p99_ms > r.p99_bound_ms {
+        Some(format!("p99 {p99_ms:.2} ms > {} ms", r.p99_bound_ms))
+    } else {
+        None
+    };
+    let json = json!({
+        "rate": round2(rate),
+        "events_ok": published.ok,
+        "events_failed": published.failed,
+        "first_error": published.first_error,
+        "publishes_per_sec": round2(publish_rate),
+        "expected": published.expected,
+        "delivered": total.received,
+        "delivery_ratio": (ratio * 1e5).round() / 1e5,
+        "deliveries_per_sec": deliveries_per_sec.round(),
+        "latency_ms": total.latency.summary_ms(),
+        "latency_text": total.latency.brief(),
+        "http_ms": published.http.summary_ms(),
+        "http_text": published.http.brief(),
+        "disconnected": disconnected,
+        "cpu": cpu.json(),
+        "cpu_text": cpu.brief(),
+        "pass": fail_reason.is_none(),
+        "fail_reason": fail_reason,
+    });
+    Ok(StepResult {
+        rate,
+        pass: fail_reason.is_none(),
+        deliveries_per_sec,
+        p99_ms,
+        disconnected,
+        json,
+    })
+}
+
+struct Published {
+    ok: u64,
+    failed: u64,
+    expected: u64,
+    window: f64,
+    http: Hist,
+    first_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    expected: AtomicU64,
+    http: AtomicHist,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// `publishers` tasks share the schedule: request `n` is due at `start + n * interval`.
+async fn publish(setup: &Setup, rate: f64) -> Published {
+    let load = &setup.load;
+    let requests = ((rate * load.duration) / setup.batch as f64)
+        .round()
+        .max(1.0) as u64;
+    let interval = Duration::from_secs_f64(setup.batch as f64 / rate.max(1e-3));
+    let deadline = Duration::from_secs_f64(load.duration + 5.0);
+    let tally = Arc::new(Tally::default());
+    let subs = Arc::new(setup.subs.clone());
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for first in 0..load.publishers.max(1) as u64 {
+        let (api, tally, subs) = (setup.api.clone(), tally.clone(), subs.clone());
+        let prefix = setup.prefix.clone();
+        let (channels, batch, size, step) = (
+            setup.channels,
+            setup.batch as u64,
+            load.payload,
+            load.publishers.max(1) as u64,
+        );
+        tasks.push(tokio::spawn(async move {
+            let fail = |e: anyhow::Error, n: u64| {
+                tally.failed.fetch_add(n, Relaxed);
+                if let Ok(mut first) = tally.first_error.lock() {
+                    first.get_or_insert(e.to_string());
+                }
+            };
+            let mut conn = None;
+            let mut n = first;
+            while n < requests && start.elapsed() < deadline {
+                tokio::time::sleep_until(start + interval.mul_f64(n as f64)).await;
+                if conn.is_none() {
+                    match api.connect().await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => fail(e, batch),
+                    }
+                }
+                let Some(c) = conn.as_mut() else {
+                    n += step;
+                    continue;
+                };
+                let targets: Vec<u64> = (0..batch).map(|b| (n * batch + b) % channels).collect();
+                let names: Vec<String> = targets.iter().map(|t| format!("{prefix}{t}")).collect();
+                let datas: Vec<String> = (0..batch).map(|b| payload(size, n * batch + b)).collect();
+                let events: Vec<Event<'_>> = names
+                    .iter()
+                    .zip(&datas)
+                    .map(|(channel, data)| Event {
+                        name: "bench",
+                        channel,
+                        data,
+                    })
+                    .collect();
+                let (path, body) = api.trigger_body(&events);
+                match c.post(&api, &path, body).await {
+                    Ok((_, micros)) => {
+                        tally.http.record(micros);
+                        tally.ok.fetch_add(batch, Relaxed);
+                        let expect: u64 = targets.iter().map(|t| subs[*t as usize]).sum();
+                        tally.expected.fetch_add(expect, Relaxed);
+                    }
+                    Err(e) => {
+                        fail(e, batch);
+                        conn = None;
+                    }
+                }
+                n += step;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let first_error = tally.first_error.lock().ok().and_then(|e| e.clone());
+    Published {
+        ok: tally.ok.load(Relaxed),
+        failed: tally.failed.load(Relaxed),
+        expected: tally.expected.load(Relaxed),
+        window: start.elapsed().as_secs_f64(),
+        http: tally.http.snapshot(false),
+        first_error,
+    }
+}
