@@ -9,6 +9,7 @@ mod hist;
 mod http;
 mod procstat;
 mod publish;
+mod publisher;
 mod report;
 mod sessions;
 mod trigger;

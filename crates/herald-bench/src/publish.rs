@@ -1,8 +1,6 @@
 //! HTTP-published load on WebSocket subscribers: `fanout` (one channel), `channels` (many
 //! small channels), and `--ramp`, which raises the rate until latency or delivery breaks.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -10,12 +8,11 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use crate::Common;
-use crate::hist::{AtomicHist, Hist};
-use crate::http::{Api, Event};
+use crate::http::Api;
 use crate::procstat::{CpuMeter, rss_bytes};
+use crate::publisher::publish;
 use crate::report::{CpuUse, Report, round2};
 use crate::worker::{Plan, Pool, Ready, Snap, merge, plans};
-use crate::ws::payload;
 
 #[derive(Args, Debug)]
 pub struct FanoutArgs {
@@ -82,16 +79,16 @@ pub struct RampArgs {
     pub min_delivery: f64,
 }
 
-struct Setup {
-    api: Api,
-    load: LoadArgs,
-    ramp: RampArgs,
-    channels: u64,
-    batch: usize,
+pub(crate) struct Setup {
+    pub api: Api,
+    pub load: LoadArgs,
+    pub ramp: RampArgs,
+    pub channels: u64,
+    pub batch: usize,
     /// Connected subscribers per channel index.
-    subs: Vec<u64>,
+    pub subs: Vec<u64>,
     /// Channel `i` is `{prefix}{i}`.
-    prefix: String,
+    pub prefix: String,
     server_pid: Option<u32>,
 }
 
@@ -403,107 +400,4 @@ async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResult> {
         disconnected,
         json,
     })
-}
-
-struct Published {
-    ok: u64,
-    failed: u64,
-    expected: u64,
-    window: f64,
-    http: Hist,
-    first_error: Option<String>,
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    expected: AtomicU64,
-    http: AtomicHist,
-    first_error: std::sync::Mutex<Option<String>>,
-}
-
-/// `publishers` tasks share the schedule: request `n` is due at `start + n * interval`.
-async fn publish(setup: &Setup, rate: f64) -> Published {
-    let load = &setup.load;
-    let requests = ((rate * load.duration) / setup.batch as f64)
-        .round()
-        .max(1.0) as u64;
-    let interval = Duration::from_secs_f64(setup.batch as f64 / rate.max(1e-3));
-    let deadline = Duration::from_secs_f64(load.duration + 5.0);
-    let tally = Arc::new(Tally::default());
-    let subs = Arc::new(setup.subs.clone());
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for first in 0..load.publishers.max(1) as u64 {
-        let (api, tally, subs) = (setup.api.clone(), tally.clone(), subs.clone());
-        let prefix = setup.prefix.clone();
-        let (channels, batch, size, step) = (
-            setup.channels,
-            setup.batch as u64,
-            load.payload,
-            load.publishers.max(1) as u64,
-        );
-        tasks.push(tokio::spawn(async move {
-            let fail = |e: anyhow::Error, n: u64| {
-                tally.failed.fetch_add(n, Relaxed);
-                if let Ok(mut first) = tally.first_error.lock() {
-                    first.get_or_insert(e.to_string());
-                }
-            };
-            let mut conn = None;
-            let mut n = first;
-            while n < requests && start.elapsed() < deadline {
-                tokio::time::sleep_until(start + interval.mul_f64(n as f64)).await;
-                if conn.is_none() {
-                    match api.connect().await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => fail(e, batch),
-                    }
-                }
-                let Some(c) = conn.as_mut() else {
-                    n += step;
-                    continue;
-                };
-                let targets: Vec<u64> = (0..batch).map(|b| (n * batch + b) % channels).collect();
-                let names: Vec<String> = targets.iter().map(|t| format!("{prefix}{t}")).collect();
-                let datas: Vec<String> = (0..batch).map(|b| payload(size, n * batch + b)).collect();
-                let events: Vec<Event<'_>> = names
-                    .iter()
-                    .zip(&datas)
-                    .map(|(channel, data)| Event {
-                        name: "bench",
-                        channel,
-                        data,
-                    })
-                    .collect();
-                let (path, body) = api.trigger_body(&events);
-                match c.post(&api, &path, body).await {
-                    Ok((_, micros)) => {
-                        tally.http.record(micros);
-                        tally.ok.fetch_add(batch, Relaxed);
-                        let expect: u64 = targets.iter().map(|t| subs[*t as usize]).sum();
-                        tally.expected.fetch_add(expect, Relaxed);
-                    }
-                    Err(e) => {
-                        fail(e, batch);
-                        conn = None;
-                    }
-                }
-                n += step;
-            }
-        }));
-    }
-    for task in tasks {
-        let _ = task.await;
-    }
-    let first_error = tally.first_error.lock().ok().and_then(|e| e.clone());
-    Published {
-        ok: tally.ok.load(Relaxed),
-        failed: tally.failed.load(Relaxed),
-        expected: tally.expected.load(Relaxed),
-        window: start.elapsed().as_secs_f64(),
-        http: tally.http.snapshot(false),
-        first_error,
-    }
 }
