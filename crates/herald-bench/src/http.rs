@@ -74,7 +74,12 @@ impl ApiConn {
             .header("content-type", "application/json")
             .body(Full::new(body))?;
         let started = Instant::now();
-        self.sender.ready().await.context("API connection lost")?;
+        if self.sender.ready().await.is_err() {
+            // The server closed the keep-alive connection (Soketi does after each
+            // response): open a new one, as an SDK's HTTP client would.
+            *self = api.connect().await?;
+            self.sender.ready().await.context("API connection lost")?;
+        }
         let response = self.sender.send_request(request).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();

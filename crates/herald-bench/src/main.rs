@@ -2,9 +2,10 @@
 //!
 //! Layout: `ws` (lean client framing), `http` (signed API), `hist` (latency histograms),
 //! `procstat` (CPU/RSS from /proc), `worker` (subscriber processes), `publish` (fanout,
-//! channels, ramp), `sessions` (connections, client-events, churn), `trigger` (http),
+//! channels, ramp), `sessions` (connections, client-events), `churn`, `trigger` (http),
 //! `report` (human and JSON output).
 
+mod churn;
 mod hist;
 mod http;
 mod procstat;
@@ -63,7 +64,7 @@ enum Scenario {
     /// Pairs on private channels exchanging client events; round-trip latency.
     ClientEvents(sessions::PairsArgs),
     /// Connect, subscribe, disconnect at a rate; success ratio and step latencies.
-    Churn(sessions::ChurnArgs),
+    Churn(churn::ChurnArgs),
     /// Signed trigger requests as fast as C connections allow; requests/s and latency.
     Http(trigger::HttpArgs),
     /// Internal: a subscriber process driven by the parent over stdin/stdout.
@@ -126,7 +127,7 @@ fn main() -> Result<()> {
             Scenario::Fanout(a) => publish::fanout(a).await,
             Scenario::Channels(a) => publish::channels(a).await,
             Scenario::ClientEvents(a) => sessions::pairs(a).await,
-            Scenario::Churn(a) => sessions::churn(a).await,
+            Scenario::Churn(a) => churn::churn(a).await,
             Scenario::Http(a) => trigger::http(a).await,
             Scenario::Worker => unreachable!("handled above"),
         }

@@ -1,5 +1,5 @@
 //! Scenarios about sockets themselves: `connections` (idle subscribed sockets and server
-//! memory), `client-events` (round trips between pairs) and `churn` (connect/subscribe/close).
+//! memory) and `client-events` (round trips between pairs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -15,7 +15,7 @@ use crate::hist::AtomicHist;
 use crate::procstat::{CpuMeter, now_micros, rss_bytes};
 use crate::report::{CpuUse, Report, round2};
 use crate::worker::{Plan, Pool, merge, plans, source_ip};
-use crate::ws::{OP_TEXT, Target, WsConn, payload, stamp};
+use crate::ws::{OP_TEXT, WsConn, payload, stamp};
 
 #[derive(Args, Debug)]
 pub struct ConnectionsArgs {
@@ -245,115 +245,5 @@ async fn answer(mut conn: WsConn, channel: String, run_for: Duration) -> Result<
             conn.send_text(&frame.to_string()).await?;
         }
     }
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct ChurnArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// New connections started per second.
-    #[arg(long, default_value_t = 200.0)]
-    pub rate: f64,
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Cycles in flight at most; starts beyond it are counted as skipped.
-    #[arg(long, default_value_t = 500)]
-    pub in_flight: usize,
-}
-
-/// Each cycle: connect (until `connection_established`), subscribe (until succeeded), close
-/// (until the server's close frame or EOF).
-pub async fn churn(a: ChurnArgs) -> Result<Report> {
-    let c = &a.common;
-    let mut report = Report::new(c.json, "churn", &c.url);
-    let target = c.target()?;
-    let hists: Arc<[AtomicHist; 3]> = Arc::new(Default::default());
-    let (ok, failed, skipped) = (
-        Arc::new(AtomicU64::new(0)),
-        Arc::new(AtomicU64::new(0)),
-        AtomicU64::new(0),
-    );
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    let gate = Arc::new(Semaphore::new(a.in_flight.max(1)));
-    let parent = CpuMeter::start(None);
-    let server = c.server_pid.map(|pid| CpuMeter::start(Some(pid)));
-    let total = (a.rate * a.duration).round() as u64;
-    let period = Duration::from_secs_f64(1.0 / a.rate.max(0.01));
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..total {
-        tokio::time::sleep_until(start + period.mul_f64(i as f64)).await;
-        let Ok(permit) = gate.clone().try_acquire_owned() else {
-            skipped.fetch_add(1, Relaxed);
-            continue;
-        };
-        let (target, secret) = (target.clone(), c.secret.clone());
-        let (hists, ok, failed, first_error) = (
-            hists.clone(),
-            ok.clone(),
-            failed.clone(),
-            first_error.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
-            match cycle(&target, &secret, i, &hists).await {
-                Ok(()) => ok.fetch_add(1, Relaxed),
-                Err(e) => {
-                    if let Ok(mut f) = first_error.lock() {
-                        f.get_or_insert(e.to_string());
-                    }
-                    failed.fetch_add(1, Relaxed)
-                }
-            };
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = CpuUse::measure(&parent, server.as_ref(), Vec::new());
-    let (ok, failed, skipped) = (
-        ok.load(Relaxed),
-        failed.load(Relaxed),
-        skipped.load(Relaxed),
-    );
-    let ratio = ok as f64 / total.max(1) as f64;
-    let [connect, subscribe, close] = [0, 1, 2].map(|k| hists[k].snapshot(false));
-    report.set(
-        "params",
-        json!({"rate": a.rate, "duration": a.duration, "in_flight": a.in_flight}),
-    );
-    report.set(
-        "result",
-        json!({"attempted": total, "ok": ok, "failed": failed, "skipped": skipped,
-               "first_error": first_error.lock().ok().and_then(|f| f.clone()),
-               "success_ratio": (ratio * 1e5).round() / 1e5,
-               "cycles_per_sec": round2(ok as f64 / secs),
-               "connect_ms": connect.summary_ms(), "subscribe_ms": subscribe.summary_ms(),
-               "close_ms": close.summary_ms(), "cpu": cpu.json()}),
-    );
-    report.line(format!(
-        "{ok} of {total} cycles succeeded ({ratio:.4}); {failed} failed, {skipped} skipped"
-    ));
-    report.line(format!("connect:   {}", connect.brief()));
-    report.line(format!("subscribe: {}", subscribe.brief()));
-    report.line(format!("close:     {}", close.brief()));
-    report.line(cpu.brief());
-    Ok(report)
-}
-
-async fn cycle(target: &Target, secret: &str, i: u64, hists: &[AtomicHist; 3]) -> Result<()> {
-    let t0 = Instant::now();
-    // Eight source addresses keep TIME_WAIT sockets from exhausting one address's ports.
-    let mut conn = WsConn::connect(target, Some(source_ip(i as usize % 8))).await?;
-    hists[0].record(t0.elapsed().as_micros() as u64);
-    let t1 = Instant::now();
-    conn.subscribe(&format!("churn-{}", i % 100), target, secret)
-        .await?;
-    hists[1].record(t1.elapsed().as_micros() as u64);
-    let t2 = Instant::now();
-    conn.close().await?;
-    hists[2].record(t2.elapsed().as_micros() as u64);
     Ok(())
 }

@@ -150,6 +150,9 @@ async fn channels_client_events_churn_and_http_work() {
     let churn = bench(&server, &["churn", "--rate", "100", "--duration", "1"]).await;
     assert_eq!(churn["result"]["success_ratio"], 1.0, "{churn}");
     assert_eq!(churn["result"]["ok"], 100, "{churn}");
+    let closed = bench(&server, &["churn", "--concurrency", "8", "--duration", "1"]).await;
+    assert_eq!(closed["result"]["failed"], 0, "{closed}");
+    assert!(closed["result"]["ok"].as_u64().unwrap() > 50, "{closed}");
 
     let http = bench(&server, &["http", "--concurrency", "4", "--duration", "1"]).await;
     assert_eq!(http["result"]["failed"], 0, "{http}");
