@@ -4,7 +4,7 @@ import json
 import pathlib
 import sys
 
-SERVERS = ["herald", "sockudo", "soketi"]
+SERVERS = ["herald", "sockudo", "soketi", "floor"]
 
 
 def dig(obj, *path):
@@ -79,12 +79,12 @@ def main():
     lines += [f"- Versions: {meta['versions']}", ""]
     for s, why in meta.get("skipped", {}).items():
         lines.append(f"- **{s} skipped**: {why}")
-    lines += ["", "| Metric | Herald | Sockudo | Soketi | Herald vs Sockudo | Herald vs Soketi |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| Metric | Herald | Sockudo | Soketi | Herald vs Sockudo | Herald vs Soketi | Floor (machine limit) |",
+              "|---|---|---|---|---|---|---|"]
     for label, scenario, path, higher, fmt in ROWS:
         vals = {s: dig(results[s].get(scenario, {}), *path) for s in SERVERS}
         cells = []
-        for s in SERVERS:
+        for s in SERVERS[:3]:
             v = vals[s]
             if s not in present:
                 cells.append("skipped")
@@ -92,10 +92,14 @@ def main():
                 cells.append("n/a")
             else:
                 cells.append(fmt.format(v))
+        floor = vals["floor"]
+        floor_cell = "–" if floor is None or scenario != "fanout" else fmt.format(floor)
         lines.append(f"| {label} | {' | '.join(cells)} | {ratio(vals['herald'], vals['sockudo'], higher)}"
-                     f" | {ratio(vals['herald'], vals['soketi'], higher)} |")
+                     f" | {ratio(vals['herald'], vals['soketi'], higher)} | {floor_cell} |")
     notes = saturation_notes(results)
-    lines += ["", "Ratios: \"better\" means Herald is ahead (higher throughput or lower latency/memory)."]
+    lines += ["", "Ratios: \"better\" means Herald is ahead (higher throughput or lower latency/memory).",
+              "Floor: `herald-bench floor`, a minimal loop writing one pre-encoded frame to every socket "
+              "per trigger (no channels, no queues): the most this machine allows for fan-out with this tool."]
     if notes:
         lines += ["", "Tool saturation (figures are a floor for the server):"] + [f"- {n}" for n in notes]
     lines += ["", "## Ramp steps", ""]

@@ -6,6 +6,7 @@
 //! `report` (human and JSON output).
 
 mod churn;
+mod floor;
 mod hist;
 mod http;
 mod procstat;
@@ -67,6 +68,9 @@ enum Scenario {
     Churn(churn::ChurnArgs),
     /// Signed trigger requests as fast as C connections allow; requests/s and latency.
     Http(trigger::HttpArgs),
+    /// Not a scenario: a minimal fan-out server (one pre-encoded frame written to every
+    /// socket per trigger) that measures what this machine allows.
+    Floor(floor::FloorArgs),
     /// Internal: a subscriber process driven by the parent over stdin/stdout.
     #[command(hide = true)]
     Worker,
@@ -130,6 +134,9 @@ fn main() -> Result<()> {
             Scenario::Churn(a) => churn::churn(a).await,
             Scenario::Http(a) => trigger::http(a).await,
             Scenario::Worker => unreachable!("handled above"),
+            Scenario::Floor(a) => floor::floor(a)
+                .await
+                .map(|()| report::Report::new(false, "floor", "")),
         }
     })?;
     report.print()

@@ -256,7 +256,7 @@ pub fn close_reason(payload: &[u8]) -> String {
 }
 
 /// Splits one complete frame off `buf`, with its FIN bit.
-fn parse(buf: &mut BytesMut) -> Result<Option<(bool, Frame)>> {
+pub fn parse(buf: &mut BytesMut) -> Result<Option<(bool, Frame)>> {
     if buf.len() < 2 {
         return Ok(None);
     }
