@@ -106,6 +106,7 @@ async fn connections_and_fanout_ramp_deliver_everything() {
         "{f}"
     );
     assert!(f["half_knee"].is_object(), "{f}");
+    assert!(f["sustained"]["delivery_held"].as_bool().unwrap(), "{f}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
