@@ -26,6 +26,9 @@ ROWS = [
     ("Fan-out p50 at half the knee* (ms)", "fanout", ("half_knee", "latency_ms", "p50"), False, "{:.2f}"),
     ("Fan-out p99 at half the knee* (ms)", "fanout", ("half_knee", "latency_ms", "p99"), False, "{:.2f}"),
     ("Fan-out deliveries/s at half the knee*", "fanout", ("half_knee", "deliveries_per_sec"), True, "{:,.0f}"),
+    ("1k subscribers: fan-out knee deliveries/s (p99 <= 50 ms)", "fanout-1k", ("knee", "deliveries_per_sec"), True, "{:,.0f}"),
+    ("1k subscribers: sustained deliveries/s (any latency)", "fanout-1k", ("sustained", "deliveries_per_sec"), True, "{:,.0f}"),
+    ("1k subscribers: p99 at half the knee* (ms)", "fanout-1k", ("half_knee", "latency_ms", "p99"), False, "{:.2f}"),
     ("Many channels knee: deliveries/s", "channels", ("knee", "deliveries_per_sec"), True, "{:,.0f}"),
     ("Many channels sustained: deliveries/s", "channels", ("sustained", "deliveries_per_sec"), True, "{:,.0f}"),
     ("Many channels p99 at half the knee* (ms)", "channels", ("half_knee", "latency_ms", "p99"), False, "{:.2f}"),
@@ -96,7 +99,7 @@ def main():
             else:
                 cells.append(fmt.format(v))
         floor = vals["floor"]
-        floor_cell = "–" if floor is None or scenario != "fanout" else fmt.format(floor)
+        floor_cell = "–" if floor is None or not scenario.startswith("fanout") else fmt.format(floor)
         lines.append(f"| {label} | {' | '.join(cells)} | {ratio(vals['herald'], vals['sockudo'], higher)}"
                      f" | {ratio(vals['herald'], vals['soketi'], higher)} | {floor_cell} |")
     notes = saturation_notes(results)
@@ -108,7 +111,7 @@ def main():
     if notes:
         lines += ["", "Tool saturation (figures are a floor for the server):"] + [f"- {n}" for n in notes]
     lines += ["", "## Ramp steps", ""]
-    for scenario in ("fanout", "channels"):
+    for scenario in ("fanout", "fanout-1k", "channels"):
         for s in present:
             steps = results[s].get(scenario, {}).get("steps") or []
             if not steps:
