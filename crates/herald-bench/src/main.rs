@@ -14,6 +14,7 @@ mod publish;
 mod publisher;
 mod report;
 mod sessions;
+mod step;
 mod trigger;
 mod worker;
 mod ws;
