@@ -35,7 +35,11 @@ impl StepResult {
             self.json["cpu"]["tool_cores"],
             self.json["cpu"]["server_cores"],
             if self.pass { "held" } else { "broke" }
-        )
+        ) + if self.json["cpu"]["tool_saturated"] == true {
+            " (WARNING: herald-bench saturated a core; figures are a floor)"
+        } else {
+            ""
+        }
     }
 
     pub fn lines(&self) -> Vec<String> {
