@@ -85,7 +85,7 @@ def main():
     lines += [f"- Versions: {meta['versions']}", ""]
     for s, why in meta.get("skipped", {}).items():
         lines.append(f"- **{s} skipped**: {why}")
-    lines += ["", "| Metric | Herald | Sockudo | Soketi | Herald vs Sockudo | Herald vs Soketi | Floor (machine limit) |",
+    lines += ["", "| Metric | Herald | Sockudo | Soketi | Herald vs Sockudo | Herald vs Soketi | Floor (one write per socket) |",
               "|---|---|---|---|---|---|---|"]
     for label, scenario, path, higher, fmt in ROWS:
         vals = {s: dig(results[s].get(scenario, {}), *path) for s in SERVERS}
@@ -105,7 +105,8 @@ def main():
     notes = saturation_notes(results)
     lines += ["", "Ratios: \"better\" means Herald is ahead (higher throughput or lower latency/memory).",
               "Floor: `herald-bench floor`, a minimal loop writing one pre-encoded frame to every socket "
-              "per trigger (no channels, no queues): the most this machine allows for fan-out with this tool.",
+              "per trigger (no channels, no queues): the cost of one write per socket per event on this machine; "
+              "a server that coalesces queued frames into one write per socket can exceed its throughput.",
               "*Half the knee, or half the sustained rate when no step kept p99 under the bound: "
               + ", ".join(f"{s}: {results[s].get('fanout', {}).get('half_of', 'n/a')}" for s in SERVERS) + "."]
     if notes:
