@@ -230,6 +230,13 @@ pub enum ServerMessage<'a> {
         online: &'a [&'a str],
         offline: &'a [&'a str],
     },
+    /// Soketi's channel-scoped refusal (spec §3.5), which pusher-js hands to
+    /// `channel.bind('pusher:subscription_error')` and Laravel Echo to `.error()`.
+    SubscriptionError {
+        channel: &'a str,
+        error: &'a str,
+        status: u16,
+    },
     /// `pusher:cache_miss` on a cache channel with nothing cached (spec §3.8).
     CacheMiss {
         channel: &'a str,
@@ -272,6 +279,12 @@ enum Data<'a> {
     },
     Signin {
         user_data: &'a str,
+    },
+    Refusal {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        error: &'a str,
+        status: u16,
     },
 }
 
@@ -344,6 +357,19 @@ impl ServerMessage<'_> {
                     Data::Owned(json(&serde_json::json!({ "events": events }))),
                 )
             }
+            Self::SubscriptionError {
+                channel,
+                error,
+                status,
+            } => on_channel(
+                "pusher:subscription_error",
+                channel,
+                Data::Refusal {
+                    kind: "AuthError",
+                    error,
+                    status,
+                },
+            ),
             Self::CacheMiss { channel } => Frame {
                 event: "pusher:cache_miss",
                 channel: Some(channel),

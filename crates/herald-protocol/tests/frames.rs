@@ -297,6 +297,19 @@ fn user_frames_of_the_spec() {
 }
 
 #[test]
+fn soketi_style_subscription_error() {
+    same_json(
+        &ServerMessage::SubscriptionError {
+            channel: "private-orders",
+            error: "The connection is unauthorized.",
+            status: 401,
+        }
+        .encode(),
+        r#"{"event":"pusher:subscription_error","channel":"private-orders","data":{"type":"AuthError","error":"The connection is unauthorized.","status":401}}"#,
+    );
+}
+
+#[test]
 fn cache_and_count_frames_of_the_spec() {
     same_json(
         &ServerMessage::CacheMiss {

@@ -97,6 +97,10 @@ pub struct App {
     /// Send several webhook events in one request when they are due together.
     #[serde(default)]
     pub webhook_batching: bool,
+    /// Besides Pusher's `pusher:error`, answer a refused subscription with Soketi's
+    /// channel-scoped `pusher:subscription_error` (what Laravel Echo's `.error()` hears).
+    #[serde(default)]
+    pub subscription_error_events: bool,
 }
 
 fn enabled_by_default() -> bool {
@@ -124,6 +128,7 @@ impl App {
             limits: Limits::default(),
             webhooks: Vec::new(),
             webhook_batching: false,
+            subscription_error_events: false,
         }
     }
 

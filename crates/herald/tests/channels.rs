@@ -279,3 +279,33 @@ async fn closing_a_socket_cleans_up_every_channel() {
     let channels = server.api().get_json("/channels", &[]).await;
     assert_eq!(channels, json!({"channels":{"presence-r":{}}}));
 }
+
+#[tokio::test]
+async fn soketi_style_subscription_errors_when_the_app_asks_for_them() {
+    let server = TestServer::with_config(&APPS.replace(
+        "enable_client_messages = true",
+        "enable_client_messages = true\nsubscription_error_events = true",
+    ))
+    .await;
+    let mut client = server.client().await;
+    client
+        .send(json!({"event":"pusher:subscribe","data":{"channel":"private-orders"}}))
+        .await;
+    let (code, message) = client.expect_error().await;
+    assert_eq!(code, None);
+    let scoped = client.next().await;
+    assert_eq!(scoped.event, "pusher:subscription_error");
+    assert_eq!(scoped.channel.as_deref(), Some("private-orders"));
+    let data: serde_json::Value = serde_json::from_str(scoped.data.unwrap().get()).unwrap();
+    assert_eq!(
+        data,
+        json!({"type":"AuthError","error":message,"status":401})
+    );
+    // A duplicate keeps its subscription, so it gets no channel-scoped error.
+    client.subscribe("news").await;
+    client
+        .send(json!({"event":"pusher:subscribe","data":{"channel":"news"}}))
+        .await;
+    client.expect_error().await;
+    client.expect_silence(QUIET).await;
+}

@@ -59,6 +59,9 @@ fn help_documents_every_setting() {
         "enable_client_messages",
         "max_connections",
         "max_presence_members",
+        "subscription_error_events",
+        "webhook_batching",
+        "removal_delay_ms",
         "HERALD_APP_SECRET",
         "--allow-dev-credentials",
     ] {

@@ -107,7 +107,24 @@ impl Session {
                 self.channels.insert(channel, None);
             }
             Ok((channel, member)) => self.join(channel, member),
-            Err(message) => self.error(None, &message),
+            // A duplicate keeps its subscription: no channel-scoped error for it.
+            Err(message) if self.channels.contains_key(request.channel.as_str()) => {
+                self.error(None, &message)
+            }
+            Err(message) => self.refuse(&request.channel, &message),
+        }
+    }
+
+    /// A refused subscription: Pusher's connection-level error (spec §3.5) and, when the app
+    /// asks for it, Soketi's channel-scoped one.
+    fn refuse(&self, channel: &str, message: &str) {
+        self.error(None, message);
+        if self.app.subscription_error_events {
+            self.send(&ServerMessage::SubscriptionError {
+                channel,
+                error: message,
+                status: 401,
+            });
         }
     }
 
@@ -186,7 +203,7 @@ impl Session {
             Ok(change) => change,
             Err(Refused::PresenceFull { max }) => {
                 let message = format!("Presence channel {channel} is full: at most {max} members");
-                return self.error(None, &message);
+                return self.refuse(channel.as_str(), &message);
             }
         };
         let name = channel.as_str();
