@@ -28,26 +28,6 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// Every code, for lookups by number.
-    pub const ALL: [Self; 11] = [
-        Self::AppNotFound,
-        Self::AppDisabled,
-        Self::OverConnectionQuota,
-        Self::PathNotFound,
-        Self::UnsupportedProtocol,
-        Self::Unauthorized,
-        Self::OverCapacity,
-        Self::ReconnectImmediately,
-        Self::PongNotReceived,
-        Self::ClientEventRateLimit,
-        Self::WatchlistLimit,
-    ];
-
-    /// The code with this wire number, if Herald knows it.
-    pub fn from_code(code: u16) -> Option<Self> {
-        Self::ALL.into_iter().find(|known| known.code() == code)
-    }
-
     /// The wire number, also used as the close code.
     pub const fn code(self) -> u16 {
         match self {
@@ -116,9 +96,5 @@ mod tests {
             Reconnect::Immediately
         );
         assert_eq!(ErrorCode::PongNotReceived.code(), 4201);
-        for code in ErrorCode::ALL {
-            assert_eq!(ErrorCode::from_code(code.code()), Some(code));
-        }
-        assert_eq!(ErrorCode::from_code(4000), None);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use herald_protocol::api::InfoRequest;
+use herald_protocol::api::{ChannelAttributes, InfoRequest};
 use herald_protocol::{ChannelKind, ChannelName};
 use serde_json::{Map, Value, json};
 
@@ -29,14 +29,8 @@ pub async fn list(State(node): State<Arc<Node>>, signed: Signed) -> Result<Json<
         .into_iter()
         .filter(|c| c.name.kind() != ChannelKind::ServerToUser)
         .map(|c| {
-            let mut attributes = Map::new();
-            if info.user_count {
-                attributes.insert("user_count".into(), c.user_count.unwrap_or(0).into());
-            }
-            if info.subscription_count {
-                attributes.insert("subscription_count".into(), c.subscription_count.into());
-            }
-            (c.name.to_string(), Value::Object(attributes))
+            let counts = super::attributes(Some(&c), info, true);
+            (c.name.to_string(), to_json(&counts))
         })
         .collect();
     Ok(Json(json!({ "channels": channels })))
@@ -58,13 +52,8 @@ pub async fn show(
     let summary = node.hub.channel(&signed.app.id, &channel);
     let mut body = Map::new();
     body.insert("occupied".into(), summary.is_some().into());
-    if info.user_count {
-        let users = summary.as_ref().and_then(|s| s.user_count).unwrap_or(0);
-        body.insert("user_count".into(), users.into());
-    }
-    if info.subscription_count {
-        let sockets = summary.as_ref().map_or(0, |s| s.subscription_count);
-        body.insert("subscription_count".into(), sockets.into());
+    if let Value::Object(counts) = to_json(&super::attributes(summary.as_ref(), info, true)) {
+        body.extend(counts);
     }
     if info.cache && channel.is_cache() {
         let cached = node.hub.cached(&signed.app.id, &channel).map(|cached| {
@@ -93,6 +82,10 @@ pub async fn users(
         .map(|id| json!({ "id": id }))
         .collect();
     Ok(Json(json!({ "users": users })))
+}
+
+fn to_json(counts: &ChannelAttributes) -> Value {
+    serde_json::to_value(counts).unwrap_or_default()
 }
 
 fn parse_channel(signed: &Signed, name: &str) -> Result<ChannelName, ApiError> {

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use herald_protocol::api::{BatchRequest, ChannelAttributes, InfoRequest, TriggerRequest};
-use herald_protocol::ids::is_valid_socket_id;
+use herald_protocol::api::{BatchRequest, InfoRequest, TriggerRequest};
 use herald_protocol::{ChannelKind, ChannelName, ServerMessage, SocketId};
 use serde_json::{Map, Value, json};
 
@@ -150,12 +149,10 @@ fn validate(
     }
     let except = match socket_id {
         None => None,
-        Some(id) if is_valid_socket_id(&id) => SocketId::parse(&id),
-        Some(id) => {
-            return Err(bad(&format!(
-                "Invalid socket_id {id:?}: expected digits.digits"
-            )));
-        }
+        Some(id) => Some(
+            SocketId::parse(&id)
+                .ok_or_else(|| bad(&format!("Invalid socket_id {id:?}: expected digits.digits")))?,
+        ),
     };
     if data.len() > limits.max_event_payload_bytes {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -197,12 +194,5 @@ fn deliver(node: &Node, app: &App, event: &Event) {
 fn attributes(node: &Node, app: &App, channel: &ChannelName, info: InfoRequest) -> Value {
     let summary = node.hub.channel(&app.id, channel);
     let is_presence = channel.kind() == ChannelKind::Presence;
-    let attributes = ChannelAttributes {
-        user_count: (info.user_count && is_presence)
-            .then(|| summary.as_ref().and_then(|s| s.user_count).unwrap_or(0)),
-        subscription_count: info
-            .subscription_count
-            .then(|| summary.as_ref().map_or(0, |s| s.subscription_count)),
-    };
-    serde_json::to_value(attributes).unwrap_or_default()
+    serde_json::to_value(super::attributes(summary.as_ref(), info, is_presence)).unwrap_or_default()
 }

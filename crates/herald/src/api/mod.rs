@@ -18,6 +18,25 @@ use axum::routing::{get, post};
 use crate::connection;
 use crate::node::Node;
 pub use error::ApiError;
+use herald_protocol::api::{ChannelAttributes, InfoRequest};
+
+use crate::hub::ChannelSummary;
+
+/// The counts `info` asks for; `user_count` only where `include_users` (presence channels).
+/// An unoccupied channel counts zero.
+fn attributes(
+    summary: Option<&ChannelSummary>,
+    info: InfoRequest,
+    include_users: bool,
+) -> ChannelAttributes {
+    ChannelAttributes {
+        user_count: (info.user_count && include_users)
+            .then(|| summary.and_then(|s| s.user_count).unwrap_or(0)),
+        subscription_count: info
+            .subscription_count
+            .then(|| summary.map_or(0, |s| s.subscription_count)),
+    }
+}
 
 /// Every route Herald serves.
 pub fn router(node: Arc<Node>) -> Router {
