@@ -38,6 +38,21 @@ pub struct ServerConfig {
     pub outbox_capacity: usize,
     /// Seconds given to clients to leave on shutdown.
     pub shutdown_grace: u64,
+    /// Bytes queued for one connection (frames not yet written) before it is closed with 4100.
+    pub max_outbox_bytes: usize,
+    /// Seconds a connection may stay unwritable (a write blocked on a client that stopped
+    /// reading) before it is closed with 4100.
+    pub write_timeout: u64,
+    /// Channels one connection may hold at once.
+    pub max_channels_per_connection: usize,
+    /// Seconds a client has to send a request's headers (also the first request's).
+    pub header_read_timeout: u64,
+    /// Seconds a client has to send a request body.
+    pub body_read_timeout: u64,
+    /// Seconds an idle keep-alive HTTP connection is kept open.
+    pub keepalive_timeout: u64,
+    /// Connections from one IP address that have not (yet) become WebSockets.
+    pub max_pending_connections_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +65,13 @@ impl Default for ServerConfig {
             max_frame_bytes: 65_536,
             outbox_capacity: 1_024,
             shutdown_grace: 3,
+            max_outbox_bytes: 1 << 20,
+            write_timeout: 30,
+            max_channels_per_connection: 100,
+            header_read_timeout: 10,
+            body_read_timeout: 30,
+            keepalive_timeout: 60,
+            max_pending_connections_per_ip: 256,
         }
     }
 }
@@ -94,6 +116,13 @@ struct FileServer {
     max_frame_bytes: i64,
     outbox_capacity: i64,
     shutdown_grace: i64,
+    max_outbox_bytes: i64,
+    write_timeout: i64,
+    max_channels_per_connection: i64,
+    header_read_timeout: i64,
+    body_read_timeout: i64,
+    keepalive_timeout: i64,
+    max_pending_connections_per_ip: i64,
 }
 
 impl Default for FileServer {
@@ -107,6 +136,13 @@ impl Default for FileServer {
             max_frame_bytes: d.max_frame_bytes as i64,
             outbox_capacity: d.outbox_capacity as i64,
             shutdown_grace: d.shutdown_grace as i64,
+            max_outbox_bytes: d.max_outbox_bytes as i64,
+            write_timeout: d.write_timeout as i64,
+            max_channels_per_connection: d.max_channels_per_connection as i64,
+            header_read_timeout: d.header_read_timeout as i64,
+            body_read_timeout: d.body_read_timeout as i64,
+            keepalive_timeout: d.keepalive_timeout as i64,
+            max_pending_connections_per_ip: d.max_pending_connections_per_ip as i64,
         }
     }
 }
@@ -257,6 +293,49 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
             problems,
         ) as usize,
         shutdown_grace: ranged("server.shutdown_grace", s.shutdown_grace, 0, 600, problems),
+        max_outbox_bytes: ranged(
+            "server.max_outbox_bytes",
+            s.max_outbox_bytes,
+            4_096,
+            1 << 30,
+            problems,
+        ) as usize,
+        write_timeout: ranged("server.write_timeout", s.write_timeout, 1, 3_600, problems),
+        max_channels_per_connection: ranged(
+            "server.max_channels_per_connection",
+            s.max_channels_per_connection,
+            1,
+            1_000_000,
+            problems,
+        ) as usize,
+        header_read_timeout: ranged(
+            "server.header_read_timeout",
+            s.header_read_timeout,
+            1,
+            3_600,
+            problems,
+        ),
+        body_read_timeout: ranged(
+            "server.body_read_timeout",
+            s.body_read_timeout,
+            1,
+            3_600,
+            problems,
+        ),
+        keepalive_timeout: ranged(
+            "server.keepalive_timeout",
+            s.keepalive_timeout,
+            1,
+            86_400,
+            problems,
+        ),
+        max_pending_connections_per_ip: ranged(
+            "server.max_pending_connections_per_ip",
+            s.max_pending_connections_per_ip,
+            1,
+            1_000_000,
+            problems,
+        ) as usize,
     };
     let w = file.webhooks;
     let webhooks = WebhookSettings {
