@@ -41,10 +41,10 @@ impl ChannelKind {
         matches!(self, Self::Private | Self::Encrypted | Self::Presence)
     }
 
-    /// Client events may be sent on it (spec §6.2 rule 3; encrypted channels carry
-    /// ciphertext only the clients can read, so they are relayed like private ones).
+    /// Client events may be sent on it (spec §6.2 rule 3). Not on encrypted channels:
+    /// Pusher does not relay them there, and pusher-js refuses to send them (spec §4.5).
     pub fn allows_client_events(self) -> bool {
-        matches!(self, Self::Private | Self::Encrypted | Self::Presence)
+        matches!(self, Self::Private | Self::Presence)
     }
 }
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::apps::App;
+use crate::apps::{App, Limits, WebhookFilter, WebhookTarget};
 use crate::webhooks::WebhookSettings;
+
+mod keys;
 
 /// The built-in development app's credentials.
 pub const DEV_APP_ID: &str = "1";
@@ -195,9 +197,14 @@ impl Config {
 
     /// True when an app uses the built-in development credentials.
     pub fn uses_dev_credentials(&self) -> bool {
+        self.dev_credentials_app().is_some()
+    }
+
+    /// The first app that uses the built-in development credentials.
+    pub fn dev_credentials_app(&self) -> Option<&App> {
         self.apps
             .iter()
-            .any(|app| app.key == DEV_APP_KEY && app.secret.expose() == DEV_APP_SECRET)
+            .find(|app| app.key == DEV_APP_KEY && app.secret.expose() == DEV_APP_SECRET)
     }
 
     /// Development credentials must not be reachable from other machines.
@@ -246,16 +253,43 @@ fn parse_toml(text: &str, problems: &mut Vec<String>) -> FileConfig {
         }
     };
     let mut unknown = Vec::new();
-    let parsed = serde_ignored::deserialize(deserializer, |path| unknown.push(path.to_string()));
-    problems.extend(
-        unknown
-            .into_iter()
-            .map(|key| format!("unknown setting `{key}`")),
-    );
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(deserializer, &mut track);
+    let parsed = serde_ignored::deserialize(tracked, |path| unknown.push(unknown_setting(&path)));
+    problems.extend(unknown);
     parsed.unwrap_or_else(|e| {
-        problems.push(e.to_string().trim().to_owned());
+        let setting = track.path().to_string();
+        let message = e.to_string();
+        problems.push(match setting.as_str() {
+            "" | "." => message.trim().to_owned(),
+            _ => format!("setting `{setting}`: {}", message.trim()),
+        });
         FileConfig::default()
     })
+}
+
+/// "unknown setting `server.prot` (did you mean `port`?)".
+fn unknown_setting(path: &serde_ignored::Path<'_>) -> String {
+    let setting = keys::setting_path(path);
+    let known = known_settings(&keys::table_of(path));
+    match keys::key_of(path).and_then(|key| keys::suggestion(key, known)) {
+        Some(hint) => format!("unknown setting `{setting}` (did you mean `{hint}`?)"),
+        None => format!("unknown setting `{setting}`"),
+    }
+}
+
+/// The settings a table accepts, `apps[]` standing for every app.
+fn known_settings(table: &str) -> &'static [&'static str] {
+    match table {
+        "" => keys::fields_of::<FileConfig>(),
+        "server" => keys::fields_of::<FileServer>(),
+        "webhooks" => keys::fields_of::<FileWebhooks>(),
+        "apps[]" => keys::fields_of::<App>(),
+        "apps[].limits" => keys::fields_of::<Limits>(),
+        "apps[].webhooks[]" => keys::fields_of::<WebhookTarget>(),
+        "apps[].webhooks[].filter" => keys::fields_of::<WebhookFilter>(),
+        _ => &[],
+    }
 }
 
 fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) -> Config {
@@ -264,7 +298,9 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
     if let Some(text) = &overrides.port {
         match text.parse() {
             Ok(p) => port = p,
-            Err(_) => problems.push(format!("port must be a number, got {text:?}")),
+            Err(_) => problems.push(format!(
+                "--port / HERALD_PORT must be a number between 0 and 65535, got {text:?}"
+            )),
         }
     }
     let server = ServerConfig {
@@ -510,7 +546,8 @@ mod tests {
         for needle in [
             "unknown setting `colour`",
             "unknown setting `server.prot`",
-            "unknown setting `apps.1.enable_client_events`",
+            "unknown setting `apps[1].enable_client_events` (did you mean `enable_client_messages`?)",
+            "unknown setting `server.prot` (did you mean `port`?)",
             "server.port must be between 0 and 65535, got 70000",
             "apps[0]: secret is empty",
             "apps[1]: duplicate app id \"1\"",
@@ -519,6 +556,22 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_type_error_names_its_setting() {
+        let text = Config::from_toml("[server]\nport = \"abc\"\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(text.contains("setting `server.port`"), "{text}");
+        let text = Config::from_toml("[[apps]]\nid = \"1\"\nkey = \"k\"\nsecret = \"s\"\n[apps.limits]\nmax_batch_events = -1\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("apps[0].limits.max_batch_events")
+                || text.contains("apps.0.limits.max_batch_events"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -561,7 +614,7 @@ mod tests {
             ..Overrides::default()
         };
         let text = Config::load(&overrides).expect_err("invalid").to_string();
-        assert!(text.contains("port must be a number"), "{text}");
+        assert!(text.contains("HERALD_PORT must be a number"), "{text}");
         assert!(text.contains("must be set together"), "{text}");
     }
 }

@@ -119,12 +119,17 @@ async fn serve(config: Config) -> Result<(), String> {
 #[allow(clippy::print_stdout)]
 fn announce(config: &Config, local: std::net::SocketAddr) {
     println!("herald {} listening on {local}", env!("CARGO_PKG_VERSION"));
-    if config.uses_dev_credentials() {
+    if let Some(app) = config.dev_credentials_app() {
+        let client_events = if app.enable_client_messages {
+            "on"
+        } else {
+            "off"
+        };
         println!(
-            "development app: id {} key {} secret {} (client events on)",
-            herald::config::DEV_APP_ID,
-            herald::config::DEV_APP_KEY,
-            herald::config::DEV_APP_SECRET
+            "development app: id {} key {} secret {} (client events {client_events})",
+            app.id,
+            app.key,
+            app.secret.expose()
         );
         tracing::warn!(
             "these built-in credentials are for development only; configure your own apps"
@@ -162,9 +167,13 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
 }
 

@@ -155,18 +155,72 @@ async fn presence_roster_counts_users_and_announces_only_first_and_last_sockets(
     assert_eq!(users, json!({"users":[{"id":"42"},{"id":"7"}]}));
 
     drop(a2); // not Ada's last socket: nothing
-    b.expect_silence(QUIET).await;
+    wait_for_count(&server, "presence-room", 2).await;
+    b.expect_nothing_queued().await;
     a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
         .await;
-    let removed = b.expect("pusher_internal:member_removed").await;
+    let removed = b.next().await;
+    assert_eq!(removed.event, "pusher_internal:member_removed");
     assert_eq!(removed.data_json().unwrap(), json!({"user_id":"42"}));
+    wait_for_count(&server, "presence-room", 1).await;
+    b.expect_nothing_queued().await; // exactly one member_removed
     drop(b);
-    tokio::time::sleep(QUIET).await;
-    let users = server
-        .api()
-        .get_json("/channels/presence-room/users", &[])
+    let api = server.api();
+    eventually(|| async {
+        api.get_json("/channels/presence-room/users", &[]).await == json!({"users":[]})
+    })
+    .await;
+}
+
+/// Waits until `channel` has `count` subscribers, as the HTTP API sees it.
+async fn wait_for_count(server: &TestServer, channel: &str, count: u64) {
+    let api = server.api();
+    let path = format!("/channels/{channel}");
+    eventually(|| async {
+        let info = api.get_json(&path, &[("info", "subscription_count")]).await;
+        info["subscription_count"].as_u64() == Some(count)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_holds_at_most_max_channels_per_connection() {
+    let server = TestServer::with_config(&format!(
+        "[server]\nmax_channels_per_connection = 3\n{APPS}"
+    ))
+    .await;
+    let mut client = server.client().await;
+    for name in ["one", "two", "three"] {
+        client.subscribe(name).await;
+    }
+    client
+        .send(json!({"event":"pusher:subscribe","data":{"channel":"four"}}))
         .await;
-    assert_eq!(users, json!({"users":[]}));
+    let (code, message) = client.expect_error().await;
+    assert_eq!(code, None);
+    assert!(message.contains("at most 3 channels"), "{message}");
+    // The connection stays usable, and leaving a channel makes room.
+    client
+        .send(json!({"event":"pusher:unsubscribe","data":{"channel":"one"}}))
+        .await;
+    client.subscribe("four").await;
+    let channels = server.api().get_json("/channels", &[]).await;
+    assert!(channels["channels"].get("four").is_some(), "{channels}");
+    assert!(channels["channels"].get("one").is_none(), "{channels}");
+}
+
+#[tokio::test]
+async fn the_default_cap_is_100_channels() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    for n in 0..100 {
+        client.subscribe(&format!("c{n}")).await;
+    }
+    client
+        .send(json!({"event":"pusher:subscribe","data":{"channel":"c100"}}))
+        .await;
+    let (_, message) = client.expect_error().await;
+    assert!(message.contains("at most 100 channels"), "{message}");
 }
 
 #[tokio::test]

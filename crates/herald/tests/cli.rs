@@ -142,3 +142,40 @@ async fn environment_apps_replace_the_dev_app_and_sigterm_stops_cleanly() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn the_banner_tells_the_dev_apps_real_client_event_setting_and_logs_have_no_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.toml");
+    std::fs::write(
+        &path,
+        "[server]\nport = 0\n[[apps]]\nid = \"1\"\nkey = \"app-key\"\nsecret = \"app-secret\"\nenable_client_messages = false\n",
+    )
+    .unwrap();
+    let mut child = herald()
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("(client events off)"), "{line}");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains("development only") {
+        assert!(stderr.read_line(&mut log).unwrap() > 0, "{log}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a redirected log: {log:?}"
+    );
+}

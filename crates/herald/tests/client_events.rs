@@ -99,7 +99,26 @@ async fn disabled_apps_refuse_client_events() {
     client.send(client_event("private-chat", json!({}))).await;
     let (code, message) = client.expect_error().await;
     assert_eq!(code, None);
-    assert!(message.contains("enable this feature"), "{message}");
+    assert!(message.contains("enable_client_messages"), "{message}");
+}
+
+#[tokio::test]
+async fn client_events_on_encrypted_channels_are_refused_and_not_relayed() {
+    let server = TestServer::start().await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.subscribe_private("private-encrypted-vault").await;
+    b.subscribe_private("private-encrypted-vault").await;
+    a.send(client_event(
+        "private-encrypted-vault",
+        json!({"nonce":"n","ciphertext":"c"}),
+    ))
+    .await;
+    let (code, message) = a.expect_error().await;
+    assert_eq!(code, None);
+    assert!(message.contains("encrypted"), "{message}");
+    b.expect_nothing_queued().await;
+    a.expect_nothing_queued().await;
 }
 
 #[tokio::test]

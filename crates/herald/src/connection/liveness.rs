@@ -8,8 +8,7 @@ use std::time::Duration;
 use herald_protocol::ErrorCode;
 use tokio::time::Instant;
 
-use super::session::Session;
-use crate::node::Node;
+use crate::config::ServerConfig;
 
 /// What the timer found.
 pub(super) enum Check {
@@ -29,11 +28,15 @@ pub(super) struct Liveness {
 }
 
 impl Liveness {
-    pub(super) fn new(node: &Node, authorized_connections_timeout: u64) -> Self {
-        let now = Instant::now();
+    /// Time is passed in (as `RateWindow` does) so the rules are tested without a clock.
+    pub(super) fn new(
+        server: &ServerConfig,
+        authorized_connections_timeout: u64,
+        now: Instant,
+    ) -> Self {
         Self {
-            activity: Duration::from_secs(node.server.activity_timeout),
-            pong_timeout: Duration::from_secs(node.server.pong_timeout),
+            activity: Duration::from_secs(server.activity_timeout),
+            pong_timeout: Duration::from_secs(server.pong_timeout),
             last_received: now,
             probed_at: None,
             auth_deadline: (authorized_connections_timeout > 0)
@@ -42,8 +45,8 @@ impl Liveness {
     }
 
     /// Any frame from the client (pongs included) proves it is alive.
-    pub(super) fn received(&mut self) {
-        self.last_received = Instant::now();
+    pub(super) fn received(&mut self, now: Instant) {
+        self.last_received = now;
         self.probed_at = None;
     }
 
@@ -57,11 +60,10 @@ impl Liveness {
             .map_or(liveness, |auth| auth.min(liveness))
     }
 
-    pub(super) fn check(&mut self, session: &Session) -> Check {
-        let now = Instant::now();
+    pub(super) fn check(&mut self, is_authorized: bool, now: Instant) -> Check {
         if self.auth_deadline.is_some_and(|deadline| now >= deadline) {
             self.auth_deadline = None;
-            if !session.is_authorized() {
+            if !is_authorized {
                 return Check::Close(
                     ErrorCode::Unauthorized,
                     "Connection not authorized within timeout.",
@@ -79,5 +81,68 @@ impl Liveness {
             }
             _ => Check::Fine,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> ServerConfig {
+        ServerConfig {
+            activity_timeout: 120,
+            pong_timeout: 30,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn is_close(check: &Check, code: ErrorCode) -> bool {
+        matches!(check, Check::Close(c, _) if *c == code)
+    }
+
+    #[test]
+    fn silence_probes_then_closes_with_4201_unless_anything_arrives() {
+        let start = Instant::now();
+        let secs = |s| start + Duration::from_secs(s);
+        let mut liveness = Liveness::new(&server(), 0, start);
+        assert_eq!(liveness.next_check(), secs(120));
+        assert!(matches!(liveness.check(true, secs(119)), Check::Fine));
+        assert!(matches!(liveness.check(true, secs(120)), Check::Probe));
+        assert_eq!(
+            liveness.next_check(),
+            secs(150),
+            "pong_timeout after the probe"
+        );
+        assert!(matches!(liveness.check(true, secs(149)), Check::Fine));
+        liveness.received(secs(149));
+        assert_eq!(
+            liveness.next_check(),
+            secs(269),
+            "an answer restarts the activity wait"
+        );
+        assert!(matches!(liveness.check(true, secs(269)), Check::Probe));
+        assert!(is_close(
+            &liveness.check(true, secs(299)),
+            ErrorCode::PongNotReceived
+        ));
+    }
+
+    #[test]
+    fn unauthorized_connections_close_with_4009_at_the_deadline_only() {
+        let start = Instant::now();
+        let mut liveness = Liveness::new(&server(), 10, start);
+        assert_eq!(liveness.next_check(), start + Duration::from_secs(10));
+        let at = start + Duration::from_secs(10);
+        assert!(is_close(
+            &liveness.check(false, at),
+            ErrorCode::Unauthorized
+        ));
+        let mut authorized = Liveness::new(&server(), 10, start);
+        assert!(matches!(authorized.check(true, at), Check::Fine));
+        assert_eq!(
+            authorized.next_check(),
+            start + Duration::from_secs(120),
+            "checked once; then only liveness"
+        );
     }
 }

@@ -7,6 +7,8 @@ mod liveness;
 pub mod outbox;
 mod session;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,23 +20,26 @@ use futures_util::{SinkExt, StreamExt};
 use herald_protocol::{ErrorCode, ServerMessage, SocketId};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{sleep_until, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::metrics::Metrics;
 use crate::node::Node;
 use handshake::Admitted;
 use liveness::{Check, Liveness};
-use outbox::{Kick, OutboxReceiver, Ready, outbox};
+use outbox::{Kick, OutboxReceiver, Ready};
 use session::Session;
 
 /// Frames written before one flush.
 const MAX_BATCH: usize = 64;
-/// WebSocket close code for "message too big" (RFC 6455).
+/// RFC 6455 close codes: protocol error, invalid frame payload data, message too big.
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+const CLOSE_INVALID_DATA: u16 = 1007;
 const CLOSE_TOO_BIG: u16 = 1009;
 
 /// `GET /app/{key}` and any other WebSocket upgrade (answered with 4005).
@@ -163,7 +168,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     admitted: Admitted,
 ) {
     let Admitted { app, permit } = admitted;
-    let (outbox, receiver) = outbox(node.server.outbox_capacity);
+    let (outbox, receiver) = outbox::bounded(outbox::Limits {
+        frames: node.server.outbox_capacity,
+        bytes: node.server.max_outbox_bytes,
+    });
     let session = Session::new(node.clone(), app, new_socket_id(), outbox);
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
@@ -191,7 +199,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     mut session: Session,
     outbox: &OutboxReceiver,
 ) -> Ending {
-    let mut liveness = Liveness::new(node, session.app().authorized_connections_timeout);
+    let auth_timeout = session.app().authorized_connections_timeout;
+    let mut liveness = Liveness::new(&node.server, auth_timeout, Instant::now());
+    let write_timeout = Duration::from_secs(node.server.write_timeout);
     // Pinned once: no timer or waiter registration per loop iteration.
     let timer = sleep_until(liveness.next_check());
     let shutdown = node.shutdown.cancelled();
@@ -199,52 +209,87 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let ending = loop {
         tokio::select! {
             biased;
-            () = &mut shutdown => {
-                let code = ErrorCode::ReconnectImmediately;
-                break Ending::Close(code.code(), code.message().into());
-            }
-            ready = outbox.ready() => match ready {
-                Ready::Kicked(kick) => break kicked(kick),
-                // A client that stops reading blocks this write; a kick must still end it.
-                Ready::Frames => tokio::select! {
-                    written = write_batch(ws, outbox) => {
-                        if written.is_err() {
-                            break Ending::Gone;
-                        }
-                    }
-                    kick = outbox.kicked() => break kicked(kick),
-                },
-            },
-            inbound = ws.next() => {
-                liveness.received();
-                match inbound {
-                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
-                    Some(Ok(Message::Binary(_))) => session.binary_frame(),
-                    Some(Ok(Message::Close(_))) | None => break Ending::Gone,
-                    Some(Ok(_)) => {}
-                    Some(Err(WsError::Capacity(e))) => {
-                        break Ending::Close(CLOSE_TOO_BIG, format!("Frame too large: {e}"));
-                    }
-                    Some(Err(_)) => break Ending::Gone,
-                }
-            }
+            () = &mut shutdown => break reconnect(),
+            // Before the outbox, so a stream of frames cannot starve the liveness checks.
             () = &mut timer => {
-                match liveness.check(&session) {
+                match liveness.check(session.is_authorized(), Instant::now()) {
                     Check::Fine => {}
                     Check::Probe => {
                         let ping = Message::Text(ServerMessage::Ping.encode().into());
-                        if ws.send(ping).await.is_err() {
-                            break Ending::Gone;
+                        let sent = guarded(ws.send(ping), outbox, shutdown.as_mut(), write_timeout);
+                        if let Err(ending) = sent.await {
+                            break ending;
                         }
                     }
                     Check::Close(code, message) => break Ending::Close(code.code(), message.into()),
                 }
                 timer.as_mut().reset(liveness.next_check());
             }
+            ready = outbox.ready() => match ready {
+                Ready::Kicked(kick) => break kicked(kick),
+                Ready::Frames => {
+                    let written = write_batch(ws, outbox);
+                    if let Err(ending) = guarded(written, outbox, shutdown.as_mut(), write_timeout).await {
+                        break ending;
+                    }
+                }
+            },
+            inbound = ws.next() => {
+                liveness.received(Instant::now());
+                match inbound {
+                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
+                    Some(Ok(Message::Binary(_))) => session.binary_frame(),
+                    Some(Ok(Message::Close(_))) | None => break Ending::Gone,
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => break violation(error),
+                }
+            }
         }
     };
     session.close();
     ending
+}
+
+/// Runs a write, but lets shutdown, a kick, or a client that stays unwritable for
+/// `deadline` end the connection while the write is blocked.
+async fn guarded<F>(
+    write: F,
+    outbox: &OutboxReceiver,
+    shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
+    deadline: Duration,
+) -> Result<(), Ending>
+where
+    F: Future<Output = Result<(), WsError>>,
+{
+    tokio::select! {
+        biased;
+        // First: a write that completes at once polls nothing else (no timer registered).
+        written = write => written.map_err(|_| Ending::Gone),
+        () = shutdown => Err(reconnect()),
+        kick = outbox.kicked() => Err(kicked(kick)),
+        () = sleep(deadline) => Err(Ending::Close(
+            ErrorCode::OverCapacity.code(),
+            format!("Client not reading: nothing could be written for {} s", deadline.as_secs()),
+        )),
+    }
+}
+
+/// How a WebSocket-level failure ends the connection: RFC 6455 close codes for protocol
+/// violations, 1009 for oversized messages, nothing to send when the socket is gone.
+fn violation(error: WsError) -> Ending {
+    match error {
+        WsError::Capacity(e) => Ending::Close(CLOSE_TOO_BIG, format!("Frame too large: {e}")),
+        WsError::Protocol(e) => Ending::Close(CLOSE_PROTOCOL_ERROR, format!("Protocol error: {e}")),
+        WsError::Utf8(_) => {
+            Ending::Close(CLOSE_INVALID_DATA, "Text frame is not valid UTF-8".into())
+        }
+        _ => Ending::Gone,
+    }
+}
+
+fn reconnect() -> Ending {
+    let code = ErrorCode::ReconnectImmediately;
+    Ending::Close(code.code(), code.message().into())
 }
 
 fn kicked((code, message): Kick) -> Ending {

@@ -1,6 +1,7 @@
 //! A connection's bounded outbox: broadcasters push shared frames into it and never wait;
-//! when it is full the connection is kicked with 4100 instead of buffering more. The queue
-//! allocates only while frames wait, so an idle connection's outbox costs a few words.
+//! when it holds too many frames or too many bytes the connection is kicked with 4100
+//! instead of buffering more. The queue allocates only while frames wait, so an idle
+//! connection's outbox costs a few words.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +19,8 @@ pub type Kick = (ErrorCode, String);
 #[derive(Debug, Default)]
 struct State {
     frames: VecDeque<Frame>,
+    /// Bytes of the queued frames.
+    bytes: usize,
     /// The first close request wins.
     kick: Option<Kick>,
     /// The connection is gone; frames are dropped.
@@ -29,7 +32,14 @@ struct Shared {
     state: Mutex<State>,
     /// Woken when the queue becomes non-empty or a kick is requested.
     ready: Notify,
-    capacity: usize,
+    limits: Limits,
+}
+
+/// How much one outbox may hold before its connection is kicked with 4100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub frames: usize,
+    pub bytes: usize,
 }
 
 /// The sending side, held by the hub for each subscription. Cheap to clone.
@@ -48,12 +58,20 @@ pub enum Ready {
     Kicked(Kick),
 }
 
-/// A new outbox holding at most `capacity` frames.
+/// A new outbox holding at most `capacity` frames (and any number of bytes).
 pub fn outbox(capacity: usize) -> (Outbox, OutboxReceiver) {
+    bounded(Limits {
+        frames: capacity,
+        bytes: usize::MAX,
+    })
+}
+
+/// A new outbox holding at most `limits.frames` frames and `limits.bytes` bytes.
+pub fn bounded(limits: Limits) -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
         state: Mutex::default(),
         ready: Notify::new(),
-        capacity,
+        limits,
     });
     (Outbox(shared.clone()), OutboxReceiver(shared))
 }
@@ -65,14 +83,16 @@ impl Shared {
 }
 
 impl Outbox {
-    /// Queues a frame without waiting. A full outbox kicks the connection with 4100 and
-    /// drops the frame; a closed or kicked one drops it silently.
+    /// Queues a frame without waiting. A full outbox (frames or bytes) kicks the connection
+    /// with 4100 and drops the frame; a closed or kicked one drops it silently.
     pub fn send(&self, frame: Frame) -> bool {
         let mut state = self.0.lock();
         if state.closed || state.kick.is_some() {
             return false;
         }
-        if state.frames.len() >= self.0.capacity {
+        let limits = self.0.limits;
+        let bytes = state.bytes.saturating_add(frame.len());
+        if state.frames.len() >= limits.frames || bytes > limits.bytes {
             let code = ErrorCode::OverCapacity;
             state.kick = Some((code, code.message().into()));
             drop(state);
@@ -81,6 +101,7 @@ impl Outbox {
         }
         let was_empty = state.frames.is_empty();
         state.frames.push_back(frame);
+        state.bytes = bytes;
         drop(state);
         if was_empty {
             self.0.ready.notify_one();
@@ -132,6 +153,9 @@ impl OutboxReceiver {
     pub fn pop(&self) -> Option<Frame> {
         let mut state = self.0.lock();
         let frame = state.frames.pop_front();
+        if let Some(frame) = &frame {
+            state.bytes -= frame.len();
+        }
         if state.frames.is_empty() && state.frames.capacity() > 0 {
             state.frames = VecDeque::new();
         }
@@ -144,6 +168,7 @@ impl Drop for OutboxReceiver {
         let mut state = self.0.lock();
         state.closed = true;
         state.frames = VecDeque::new();
+        state.bytes = 0;
     }
 }
 
@@ -165,6 +190,23 @@ mod tests {
         assert_eq!(receiver.pop().as_deref(), Some("b"));
         assert!(receiver.pop().is_none());
         assert!(!outbox.send("d".into()), "kicked outboxes take nothing");
+    }
+
+    #[tokio::test]
+    async fn too_many_bytes_kick_with_4100_even_with_frame_room_left() {
+        let (outbox, receiver) = bounded(Limits {
+            frames: 100,
+            bytes: 10,
+        });
+        assert!(outbox.send("12345".into()));
+        assert!(outbox.send("67890".into()));
+        assert!(!outbox.send("x".into()), "11 bytes would exceed 10");
+        let Ready::Kicked((code, _)) = receiver.ready().await else {
+            panic!("kicked");
+        };
+        assert_eq!(code, ErrorCode::OverCapacity);
+        assert_eq!(receiver.pop().as_deref(), Some("12345"));
+        assert_eq!(receiver.0.lock().bytes, 5, "popping gives the bytes back");
     }
 
     #[tokio::test]

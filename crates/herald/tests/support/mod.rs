@@ -339,3 +339,69 @@ impl ApiClient {
 pub fn sign(secret: &str, message: &str) -> String {
     auth::sign(secret, message.as_bytes())
 }
+
+/// Polls `check` every 20 ms until it holds, failing the test after [`WAIT`].
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of an unlabelled metric in `/metrics` (0 when absent).
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// An event triggered through the HTTP API reaches `client` (subscribed to `channel`)
+/// within 100 ms: the server still serves everyone else. Debug builds share two cores with
+/// parallel tests, so the best of three tries counts.
+pub async fn assert_event_within_100ms(
+    server: &TestServer,
+    client: &mut TestClient,
+    channel: &str,
+) {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        server
+            .api()
+            .trigger(&[channel], "probe", "still-here")
+            .await;
+        client.expect("probe").await;
+        times.push(started.elapsed());
+        if times
+            .last()
+            .is_some_and(|t| *t < Duration::from_millis(100))
+        {
+            return;
+        }
+    }
+    panic!("no event arrived within 100 ms: {times:?}");
+}
+
+impl TestClient {
+    /// Proves nothing else is queued for this client: a ping's pong is the next frame.
+    pub async fn expect_nothing_queued(&mut self) {
+        self.send(json!({"event":"pusher:ping","data":{}})).await;
+        let frame = self.next().await;
+        assert_eq!(frame.event, "pusher:pong", "unexpected {frame:?}");
+    }
+}

@@ -39,9 +39,15 @@ impl Session {
         let limits = &self.app.limits;
         let reject = |message: String| Err((None, message));
         if !self.app.enable_client_messages {
-            return reject("To send client events, you must enable this feature in the Settings page of your dashboard.".into());
+            return reject("Client events are disabled for this app: set enable_client_messages = true in its [[apps]] configuration".into());
         }
-        if !ChannelKind::of(&event.channel).allows_client_events() {
+        let kind = ChannelKind::of(&event.channel);
+        if kind == ChannelKind::Encrypted {
+            return reject(
+                "Client event rejected - not supported on encrypted channels (spec §4.5)".into(),
+            );
+        }
+        if !kind.allows_client_events() {
             return reject(
                 "Client event rejected - only supported on private and presence channels".into(),
             );

@@ -136,6 +136,12 @@ impl Session {
         if self.channels.contains_key(&channel) {
             return Err(format!("Existing subscription to channel {name}"));
         }
+        let max = self.node.server.max_channels_per_connection;
+        if self.channels.len() >= max {
+            return Err(format!(
+                "Cannot subscribe to {name}: a connection may hold at most {max} channels"
+            ));
+        }
         let kind = channel.kind();
         if kind == ChannelKind::ServerToUser {
             let user = name.strip_prefix(SERVER_TO_USER_PREFIX).unwrap_or_default();
