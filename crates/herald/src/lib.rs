@@ -4,8 +4,9 @@
 //! - [`config`]: the configuration tree, layered from defaults, file, environment and flags.
 //! - [`apps`]: apps (credentials, flags, limits) and the [`apps::AppStore`] seam.
 //! - [`node`]: the shared state of one process; [`node::Node::publish`] delivers every event.
-//! - [`hub`]: the sharded registry of channels, subscribers and presence rosters.
-//! - [`connection`]: one WebSocket: handshake, session state, outbox, liveness.
+//! - [`hub`]: the sharded registry of channels, subscribers and presence rosters (behind `Node`).
+//! - [`outbox`]: a connection's bounded queue of shared frames, and Herald's [`outbox::Frame`].
+//! - [`connection`]: one WebSocket: handshake, session state, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod outbox;
 pub mod webhooks;
 
 use std::sync::Arc;

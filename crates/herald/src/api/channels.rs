@@ -24,7 +24,6 @@ pub async fn list(State(node): State<Arc<Node>>, signed: Signed) -> Result<Json<
         ));
     }
     let channels: Map<String, Value> = node
-        .hub
         .channels(&signed.app.id, prefix)
         .into_iter()
         .filter(|c| c.name.kind() != ChannelKind::ServerToUser)
@@ -49,14 +48,14 @@ pub async fn show(
             "info=user_count is only available for presence channels".into(),
         ));
     }
-    let summary = node.hub.channel(&signed.app.id, &channel);
+    let summary = node.channel(&signed.app.id, &channel);
     let mut body = Map::new();
     body.insert("occupied".into(), summary.is_some().into());
     if let Value::Object(counts) = to_json(&super::attributes(summary.as_ref(), info, true)) {
         body.extend(counts);
     }
     if info.cache && channel.is_cache() {
-        let cached = node.hub.cached(&signed.app.id, &channel).map(|cached| {
+        let cached = node.cached(&signed.app.id, &channel).map(|cached| {
             json!({ "event": cached.event, "data": cached.data, "ttl": cached.ttl(Instant::now()) })
         });
         body.insert("cache".into(), cached.unwrap_or(Value::Null));
@@ -76,7 +75,6 @@ pub async fn users(
         ));
     }
     let users: Vec<Value> = node
-        .hub
         .user_ids(&signed.app.id, &channel)
         .into_iter()
         .map(|id| json!({ "id": id }))

@@ -2,7 +2,6 @@
 //! every event against the app's limits first, then deliver each once per channel.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,10 +12,8 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::signed::Signed;
 use crate::apps::App;
-use crate::connection::outbox::Frame;
-use crate::hub::CachedEvent;
 use crate::metrics::Metrics;
-use crate::node::Node;
+use crate::node::{Audience, Node};
 
 /// One validated event, ready to deliver.
 struct Event {
@@ -170,29 +167,27 @@ fn validate(
     })
 }
 
-/// Encodes the event once per channel and publishes it; cache channels keep it (§3.8).
+/// Publishes the event to each of its channels.
 fn deliver(node: &Node, app: &App, event: &Event) {
     for channel in &event.channels {
-        let frame: Frame = ServerMessage::ChannelEvent {
+        let message = ServerMessage::ChannelEvent {
             event: &event.name,
             channel: channel.as_str(),
             data: &event.data,
-        }
-        .encode()
-        .into();
-        if channel.is_cache() {
-            let ttl = Duration::from_secs(app.cache_ttl);
-            let cached = CachedEvent::new(frame.clone(), &event.name, &event.data, ttl);
-            node.hub.remember(&app.id, channel, cached);
-        }
-        node.publish(app, channel, &frame, event.except.as_ref());
+        };
+        node.publish(
+            app,
+            Audience::Channel(channel),
+            &message,
+            event.except.as_ref(),
+        );
         Metrics::add(&node.metrics.api_events_published, 1);
     }
 }
 
 /// `user_count` for presence channels, `subscription_count` for any, as asked.
 fn attributes(node: &Node, app: &App, channel: &ChannelName, info: InfoRequest) -> Value {
-    let summary = node.hub.channel(&app.id, channel);
+    let summary = node.channel(&app.id, channel);
     let is_presence = channel.kind() == ChannelKind::Presence;
     serde_json::to_value(super::attributes(summary.as_ref(), info, is_presence)).unwrap_or_default()
 }

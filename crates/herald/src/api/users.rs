@@ -5,14 +5,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use herald_protocol::ErrorCode;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::signed::Signed;
 use crate::node::Node;
-
-const TERMINATED: &str = "You got disconnected by the app.";
 
 pub async fn terminate(
     State(node): State<Arc<Node>>,
@@ -33,10 +30,7 @@ pub async fn terminate_unprefixed(
 
 /// Unknown users are fine: nothing happens, the answer is still `{}`.
 fn terminate_user(node: &Node, signed: &Signed, user_id: &str) -> Json<Value> {
-    let sockets = node.hub.users.sockets(&signed.app.id, user_id);
-    tracing::info!(app_id = %signed.app.id, user_id, sockets = sockets.len(), "terminating user connections");
-    for outbox in sockets {
-        outbox.kick(ErrorCode::Unauthorized, TERMINATED);
-    }
+    let sockets = node.terminate(&signed.app, user_id);
+    tracing::info!(app_id = %signed.app.id, user_id, sockets, "terminated user connections");
     Json(json!({}))
 }

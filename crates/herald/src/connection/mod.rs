@@ -4,7 +4,7 @@
 
 mod handshake;
 mod liveness;
-pub mod outbox;
+
 mod session;
 
 use std::future::Future;
@@ -30,9 +30,9 @@ use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::metrics::Metrics;
 use crate::node::Node;
+use crate::outbox::{self, Kick, OutboxReceiver, Ready};
 use handshake::Admitted;
 use liveness::{Check, Liveness};
-use outbox::{Kick, OutboxReceiver, Ready};
 use session::Session;
 
 /// Frames written before one flush.
@@ -303,7 +303,7 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), WsError> {
     for _ in 0..MAX_BATCH {
         match outbox.pop() {
-            Some(frame) => ws.feed(Message::Text(frame)).await?,
+            Some(frame) => ws.feed(Message::Text(frame.into_text())).await?,
             None => break,
         }
     }

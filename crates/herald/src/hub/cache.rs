@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::connection::outbox::Frame;
+use crate::outbox::Frame;
 
 /// A cached event: the frame to replay, and what `info=cache` reports.
 #[derive(Debug, Clone)]

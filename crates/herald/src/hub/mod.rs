@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use herald_protocol::channel::SERVER_TO_USER_PREFIX;
 use herald_protocol::{ChannelKind, ChannelName, ServerMessage, SocketId};
 
-use crate::connection::outbox::{Frame, Outbox};
+use crate::outbox::{Frame, Outbox};
 pub use cache::CachedEvent;
 pub use roster::{Member, Roster};
 use shards::Shards;

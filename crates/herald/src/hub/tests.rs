@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 
 use super::*;
-use crate::connection::outbox::{OutboxReceiver, outbox};
+use crate::outbox::{OutboxReceiver, outbox};
 
 fn name(text: &str) -> ChannelName {
     ChannelName::parse(text, 200).expect("valid name")

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use herald_protocol::SocketId;
 
 use super::shards::Shards;
-use crate::connection::outbox::{Frame, Outbox};
+use crate::outbox::{Frame, Outbox};
 
 const SHARDS: usize = 16;
 
@@ -52,28 +52,19 @@ impl Users {
         result
     }
 
-    /// Records a socket signed in as `user`; true when the user just came online. Returns
-    /// the watchers to tell in that case.
-    pub fn sign_in(
-        &self,
-        app: &str,
-        user: &str,
-        socket: &SocketId,
-        outbox: &Outbox,
-    ) -> Option<Vec<Outbox>> {
+    /// Records a socket signed in as `user`; true when the user just came online.
+    pub fn sign_in(&self, app: &str, user: &str, socket: &SocketId, outbox: &Outbox) -> bool {
         self.with_entry(app, user, |entry| {
             let was_online = !entry.sockets.is_empty();
             entry.sockets.insert(socket.clone(), outbox.clone());
-            (!was_online).then(|| entry.watchers.values().cloned().collect())
+            !was_online
         })
     }
 
-    /// Forgets a signed-in socket; returns the watchers to tell when the user went offline.
-    pub fn sign_out(&self, app: &str, user: &str, socket: &SocketId) -> Option<Vec<Outbox>> {
+    /// Forgets a signed-in socket; true when the user went offline.
+    pub fn sign_out(&self, app: &str, user: &str, socket: &SocketId) -> bool {
         self.with_entry(app, user, |entry| {
-            let removed = entry.sockets.remove(socket).is_some();
-            (removed && entry.sockets.is_empty())
-                .then(|| entry.watchers.values().cloned().collect())
+            entry.sockets.remove(socket).is_some() && entry.sockets.is_empty()
         })
     }
 
@@ -113,6 +104,17 @@ impl Users {
         })
     }
 
+    /// Queues a frame to every socket watching `user`.
+    pub fn send_watchers(&self, app: &str, user: &str, frame: &Frame) -> usize {
+        self.with_entry(app, user, |entry| {
+            entry
+                .watchers
+                .values()
+                .filter(|outbox| outbox.send(frame.clone()))
+                .count()
+        })
+    }
+
     /// The outboxes of every socket signed in as `user`.
     pub fn sockets(&self, app: &str, user: &str) -> Vec<Outbox> {
         self.with_entry(app, user, |entry| entry.sockets.values().cloned().collect())
@@ -122,12 +124,12 @@ impl Users {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::outbox::outbox;
+    use crate::outbox::outbox;
 
     #[test]
-    fn online_while_any_socket_is_signed_in_and_watchers_are_returned() {
+    fn online_while_any_socket_is_signed_in_and_watchers_hear_of_it() {
         let users = Users::default();
-        let (watcher, _rx) = outbox(8);
+        let (watcher, watcher_rx) = outbox(8);
         let watcher_id = SocketId::from_parts(9, 9);
         assert_eq!(
             users.watch("1", &["42".into()], &watcher_id, &watcher),
@@ -136,22 +138,19 @@ mod tests {
         let (a, _a_rx) = outbox(8);
         let (b, _b_rx) = outbox(8);
         let (sa, sb) = (SocketId::from_parts(1, 1), SocketId::from_parts(2, 2));
-        assert_eq!(users.sign_in("1", "42", &sa, &a).map(|w| w.len()), Some(1));
-        assert!(
-            users.sign_in("1", "42", &sb, &b).is_none(),
-            "already online"
-        );
+        assert!(users.sign_in("1", "42", &sa, &a), "came online");
+        assert!(!users.sign_in("1", "42", &sb, &b), "already online");
         assert_eq!(
             users.watch("1", &["42".into()], &watcher_id, &watcher),
             vec![true]
         );
-        assert!(users.sign_out("1", "42", &sa).is_none());
-        assert_eq!(users.sign_out("1", "42", &sb).map(|w| w.len()), Some(1));
-        assert!(
-            users.sign_out("1", "42", &sb).is_none(),
-            "not signed in twice"
-        );
+        assert_eq!(users.send_watchers("1", "42", &Frame::from("online")), 1);
+        assert_eq!(watcher_rx.pop().as_deref(), Some("online"));
+        assert!(!users.sign_out("1", "42", &sa));
+        assert!(users.sign_out("1", "42", &sb), "went offline");
+        assert!(!users.sign_out("1", "42", &sb), "not signed in twice");
         users.unwatch("1", &["42".into()], &watcher_id);
+        assert_eq!(users.send_watchers("1", "42", &Frame::from("x")), 0);
         assert!(users.sockets("1", "42").is_empty());
         assert!(users.shards.each().all(|shard| shard.is_empty()));
     }

@@ -7,6 +7,7 @@ use herald_protocol::{ChannelKind, ErrorCode, ServerMessage};
 
 use super::Session;
 use crate::metrics::Metrics;
+use crate::node::Audience;
 use crate::webhooks::WebhookEvent;
 
 impl Session {
@@ -24,7 +25,12 @@ impl Session {
             data: event.data.as_deref(),
             user_id: user_id.as_deref(),
         };
-        self.publish(channel, &frame, Some(&self.socket_id));
+        self.node.publish(
+            &self.app,
+            Audience::Channel(channel),
+            &frame,
+            Some(&self.socket_id),
+        );
         Metrics::add(&self.node.metrics.client_events_relayed, 1);
         self.webhook(WebhookEvent::ClientEvent {
             channel: event.channel.clone(),

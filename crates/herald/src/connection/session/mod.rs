@@ -14,10 +14,10 @@ use herald_protocol::channel::SERVER_TO_USER_PREFIX;
 use herald_protocol::message::Subscribe;
 use herald_protocol::{ChannelKind, ChannelName, ClientMessage, ServerMessage, SocketId};
 
-use super::outbox::Outbox;
 use crate::apps::App;
-use crate::hub::{Member, Refused, Subscription};
-use crate::node::Node;
+use crate::hub::{Member, Refused};
+use crate::node::{Join, Node};
+use crate::outbox::Outbox;
 use crate::webhooks::WebhookEvent;
 use client_events::RateWindow;
 use user::SignedIn;
@@ -197,69 +197,20 @@ impl Session {
     }
 
     fn join(&mut self, channel: ChannelName, member: Option<Member>) {
-        let subscribed = self.node.hub.subscribe(Subscription {
-            app: &self.app.id,
-            channel: &channel,
-            socket: &self.socket_id,
-            outbox: &self.outbox,
-            member: member.as_ref(),
-            max_members: self.app.limits.max_presence_members,
-        });
-        let change = match subscribed {
-            Ok(change) => change,
-            Err(Refused::PresenceFull { max }) => {
-                let message = format!("Presence channel {channel} is full: at most {max} members");
-                return self.refuse(channel.as_str(), &message);
-            }
-        };
-        let name = channel.as_str();
-        if change.occupied {
-            self.webhook(WebhookEvent::ChannelOccupied {
-                channel: name.into(),
-            });
+        let joined = self.node.join(
+            &self.app,
+            Join {
+                channel: &channel,
+                socket: &self.socket_id,
+                outbox: &self.outbox,
+                member: member.as_ref(),
+            },
+        );
+        if let Err(Refused::PresenceFull { max }) = joined {
+            let message = format!("Presence channel {channel} is full: at most {max} members");
+            return self.refuse(channel.as_str(), &message);
         }
-        if let Some(member) = member.as_ref().filter(|_| change.member_added) {
-            let frame = ServerMessage::MemberAdded {
-                channel: name,
-                user_id: &member.user_id,
-                user_info: member.user_info.as_deref(),
-            };
-            self.publish(&channel, &frame, Some(&self.socket_id));
-            self.webhook(WebhookEvent::MemberAdded {
-                channel: name.into(),
-                user_id: member.user_id.clone(),
-            });
-        }
-        if change.cache_miss {
-            self.webhook(WebhookEvent::CacheMiss {
-                channel: name.into(),
-            });
-        }
-        self.announce_count(&channel, change.count_due, change.subscription_count);
         self.channels.insert(channel, member.map(|m| m.user_id));
-    }
-
-    fn publish(&self, channel: &ChannelName, frame: &ServerMessage<'_>, except: Option<&SocketId>) {
-        self.node
-            .publish(&self.app, channel, &frame.encode().into(), except);
-    }
-
-    /// Subscription count events and webhooks (spec §3.9), when due.
-    fn announce_count(&self, channel: &ChannelName, due: bool, count: usize) {
-        if !due {
-            return;
-        }
-        if self.app.enable_subscription_count {
-            let frame = ServerMessage::SubscriptionCount {
-                channel: channel.as_str(),
-                count,
-            };
-            self.publish(channel, &frame, None);
-        }
-        self.webhook(WebhookEvent::SubscriptionCount {
-            channel: channel.to_string(),
-            subscription_count: count,
-        });
     }
 
     fn unsubscribe(&mut self, name: &str) {
@@ -270,34 +221,8 @@ impl Session {
     }
 
     fn leave(&self, channel: &ChannelName, user_id: Option<&str>) {
-        let left = self
-            .node
-            .hub
-            .unsubscribe(&self.app.id, channel, &self.socket_id, user_id);
-        let Some(change) = left else {
-            return;
-        };
-        let name = channel.as_str();
-        if let Some(user_id) = user_id.filter(|_| change.member_removed) {
-            self.publish(
-                channel,
-                &ServerMessage::MemberRemoved {
-                    channel: name,
-                    user_id,
-                },
-                None,
-            );
-            self.webhook(WebhookEvent::MemberRemoved {
-                channel: name.into(),
-                user_id: user_id.into(),
-            });
-        }
-        if change.vacated {
-            self.webhook(WebhookEvent::ChannelVacated {
-                channel: name.into(),
-            });
-        }
-        self.announce_count(channel, change.count_due, change.subscription_count);
+        self.node
+            .leave(&self.app, channel, &self.socket_id, user_id);
     }
 
     /// Leaves every channel, as explicit unsubscribes would, and signs out (spec §10.2 #17).

@@ -7,7 +7,6 @@ use herald_protocol::{ErrorCode, ServerMessage};
 use serde_json::value::RawValue;
 
 use super::Session;
-use crate::connection::outbox::Outbox;
 use crate::hub::Member;
 
 /// Longest user id accepted at sign-in (the Python SDK's limit).
@@ -112,15 +111,13 @@ impl Session {
     }
 
     fn complete_signin(&mut self, user: SignedIn, user_data: &str, truncated: bool) {
-        let app_id = self.app.id.clone();
-        let users = &self.node.hub.users;
         if let Some(previous) = self.user.take() {
             // Signing in again as the same user replaces the watchlist.
-            users.unwatch(&app_id, &previous.watchlist, &self.socket_id);
-        } else if let Some(watchers) =
-            users.sign_in(&app_id, &user.id, &self.socket_id, &self.outbox)
-        {
-            self.tell_watchers(&watchers, &user.id, true);
+            self.node
+                .unwatch(&self.app, &previous.watchlist, &self.socket_id);
+        } else {
+            self.node
+                .sign_in(&self.app, &user.id, &self.socket_id, &self.outbox);
         }
         self.send(&ServerMessage::SigninSuccess { user_data });
         if truncated {
@@ -128,7 +125,9 @@ impl Session {
             self.error(Some(code.code()), code.message());
         }
         if self.app.enable_watchlist_events && !user.watchlist.is_empty() {
-            let online = users.watch(&app_id, &user.watchlist, &self.socket_id, &self.outbox);
+            let online = self
+                .node
+                .watch(&self.app, &user.watchlist, &self.socket_id, &self.outbox);
             let (mut on, mut off) = (Vec::new(), Vec::new());
             for (id, is_online) in user.watchlist.iter().zip(online) {
                 if is_online {
@@ -145,29 +144,14 @@ impl Session {
         self.user = Some(user);
     }
 
-    fn tell_watchers(&self, watchers: &[Outbox], user_id: &str, online: bool) {
-        if !self.app.enable_watchlist_events || watchers.is_empty() {
-            return;
-        }
-        let ids = [user_id];
-        let (online, offline): (&[&str], &[&str]) = if online { (&ids, &[]) } else { (&[], &ids) };
-        let frame = ServerMessage::WatchlistEvents { online, offline }.encode();
-        let frame = crate::connection::outbox::Frame::from(frame);
-        for watcher in watchers {
-            watcher.send(frame.clone());
-        }
-    }
-
     /// Forgets the signed-in identity; tells watchers when the user went offline.
     pub(super) fn sign_out(&mut self) {
         let Some(user) = self.user.take() else {
             return;
         };
-        let users = &self.node.hub.users;
-        users.unwatch(&self.app.id, &user.watchlist, &self.socket_id);
-        if let Some(watchers) = users.sign_out(&self.app.id, &user.id, &self.socket_id) {
-            self.tell_watchers(&watchers, &user.id, false);
-        }
+        self.node
+            .unwatch(&self.app, &user.watchlist, &self.socket_id);
+        self.node.sign_out(&self.app, &user.id, &self.socket_id);
     }
 }
 

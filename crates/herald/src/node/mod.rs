@@ -1,26 +1,31 @@
-//! The Node: apps, hub, connection quotas and the server's lifecycle handles.
+//! The Node: the one door to shared state. Connections and the HTTP API publish, subscribe,
+//! sign in and read through it; it owns the hub (who listens to what), connection quotas,
+//! and the webhook emitter, and decides what each change announces.
 //! [`Node::publish`] is the one place events are delivered.
+
+mod membership;
+mod publish;
+mod reads;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use herald_protocol::{ChannelName, SocketId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use herald_protocol::ServerMessage;
-
 use crate::apps::{App, AppStore};
 use crate::config::ServerConfig;
-use crate::connection::outbox::Frame;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::webhooks::{WebhookEvent, Webhooks};
+pub use membership::Join;
+pub use publish::Audience;
 
 /// Everything one Herald process shares between its connections and its HTTP API.
 pub struct Node {
     pub apps: Arc<dyn AppStore>,
-    pub hub: Hub,
+    hub: Hub,
     pub server: ServerConfig,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
@@ -68,38 +73,11 @@ impl Node {
                 _ = interval.tick() => {}
             }
             for (app_id, channel, count) in self.hub.tick(std::time::Instant::now()) {
-                let Some(app) = self.apps.find_by_id(&app_id) else {
-                    continue;
-                };
-                if app.enable_subscription_count {
-                    let frame = ServerMessage::SubscriptionCount {
-                        channel: channel.as_str(),
-                        count,
-                    };
-                    self.publish(&app, &channel, &frame.encode().into(), None);
+                if let Some(app) = self.apps.find_by_id(&app_id) {
+                    self.announce_count(&app, &channel, true, count);
                 }
-                self.webhook(
-                    &app,
-                    WebhookEvent::SubscriptionCount {
-                        channel: channel.to_string(),
-                        subscription_count: count,
-                    },
-                );
             }
         }
-    }
-
-    /// Delivers an encoded frame to a channel's subscribers, except `except`.
-    pub fn publish(
-        &self,
-        app: &App,
-        channel: &ChannelName,
-        frame: &Frame,
-        except: Option<&SocketId>,
-    ) -> usize {
-        let queued = self.hub.broadcast(&app.id, channel, frame, except);
-        Metrics::add(&self.metrics.frames_queued, queued as u64);
-        queued
     }
 
     /// Counts a new connection against the app's quota; `None` when it is full.

@@ -6,12 +6,64 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use herald_protocol::ErrorCode;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// An encoded frame, shared by every recipient (cloning is a reference-count bump).
-pub type Frame = Utf8Bytes;
+/// An encoded text frame, shared by every recipient: cloning is a reference-count bump.
+/// Its text is known to be UTF-8, so the WebSocket layer never validates it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Utf8Bytes);
+
+impl Frame {
+    /// A frame from bytes received from elsewhere (another node); `None` unless UTF-8.
+    pub fn from_utf8(bytes: Bytes) -> Option<Self> {
+        Utf8Bytes::try_from(bytes).ok().map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The shared bytes, for sending to other nodes.
+    pub fn bytes(&self) -> Bytes {
+        Bytes::from(self.0.clone())
+    }
+
+    /// The text for the WebSocket writer.
+    pub(crate) fn into_text(self) -> Utf8Bytes {
+        self.0
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Self {
+        Self(text.into())
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(text: &str) -> Self {
+        Self(text.into())
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
 
 /// Why the connection must close: the code and the message sent with it.
 pub type Kick = (ErrorCode, String);
