@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
