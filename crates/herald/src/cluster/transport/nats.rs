@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
+use bytes::Bytes;
 use futures_util::stream::{SelectAll, StreamExt, TakeUntil};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
@@ -21,6 +22,8 @@ use super::{Inbound, Link, Settings, TransportError, backoff};
 
 /// Publishes handed to the client per turn of the writer.
 const BATCH: usize = 512;
+/// How often a Down link on a connected client tries to confirm its subscriptions again.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
 /// Every subscription's stream; cancelling a stream's token ends it, which unsubscribes.
 type Messages =
@@ -185,24 +188,36 @@ impl Supervisor {
         let url = redact_url(&self.settings().url);
         let client = match first {
             Some(client) => client,
-            None => {
-                let Some(client) = self.first_connect(&url, &shutdown).await else {
-                    return;
-                };
-                tracing::info!(%url, "nats link up");
-                client
+            None => match self.first_connect(&url, &shutdown).await {
+                Some(client) => client,
+                None => return,
+            },
+        };
+        let subject = format!("_herald.link.{:016x}", rand::random::<u64>());
+        let echo = match client.subscribe(subject.clone()).await {
+            Ok(echo) => Echo {
+                subject,
+                echo,
+                seq: 0,
+                pending: None,
+            },
+            Err(e) => {
+                tracing::warn!(%url, cause = %e, "nats client closed before it started");
+                return;
             }
         };
-        let mut subscribed = HashMap::new();
-        let mut messages = SelectAll::new();
-        if let Err(e) = self
-            .reconcile(&client, &mut subscribed, &mut messages)
-            .await
-        {
-            tracing::warn!(%url, cause = %e, "nats subscribe failed");
+        let mut session = Session {
+            client: &client,
+            subscribed: HashMap::new(),
+            messages: SelectAll::new(),
+            echo,
+            down_since: Instant::now(),
+        };
+        self.reconcile(&mut session).await;
+        if !self.endpoint().is_up() {
+            self.confirm(&mut session).await;
         }
-        self.endpoint().set_link(Link::Up);
-        let receive = self.receive(&client, &mut events, subscribed, messages, &shutdown);
+        let receive = self.receive(&mut session, &mut events, &shutdown);
         let write = self.write(&client, &mut queue, &shutdown);
         tokio::join!(receive, write);
     }
@@ -234,55 +249,63 @@ impl Supervisor {
     /// Forwards messages, applies subscription changes and follows the client's events.
     async fn receive(
         &self,
-        client: &Client,
+        session: &mut Session<'_>,
         events: &mut mpsc::UnboundedReceiver<Event>,
-        mut subscribed: HashMap<String, CancellationToken>,
-        mut messages: Messages,
         shutdown: &CancellationToken,
     ) {
         let url = redact_url(&self.settings().url);
-        let mut down_since = Instant::now();
+        let mut retry = tokio::time::interval(CONFIRM_EVERY);
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                Some(message) = messages.next() => {
+                Some(message) = session.messages.next() => {
                     self.endpoint().deliver(message.subject.to_string(), message.payload);
                 }
-                Some(event) = events.recv() => self.follow(client, event, &mut down_since).await,
-                () = self.endpoint().wanted_changed() => {
-                    if let Err(e) = self.reconcile(client, &mut subscribed, &mut messages).await {
-                        tracing::warn!(%url, cause = %e, "nats subscribe failed");
+                Some(message) = session.echo.echo.next() => {
+                    if session.echo.pending.as_ref() == Some(&message.payload) {
+                        session.echo.pending = None;
+                        self.go_up(session);
+                    }
+                }
+                Some(event) = events.recv() => match event {
+                    Event::Disconnected if self.endpoint().set_link(Link::Down) => {
+                        session.down_since = Instant::now();
+                        tracing::warn!(%url, "nats link down; the client reconnects");
+                    }
+                    Event::Connected => self.confirm(session).await,
+                    Event::SlowConsumer(_) => self.endpoint().counters().add_inbound_dropped(),
+                    _ => {}
+                },
+                () = self.endpoint().wanted_changed() => self.reconcile(session).await,
+                // A confirmation lost on a live connection is tried again.
+                _ = retry.tick(), if !self.endpoint().is_up() => {
+                    if session.client.connection_state() == State::Connected {
+                        self.confirm(session).await;
                     }
                 }
             }
         }
     }
 
-    /// Maps the client's connection events to the link, logging one line per change.
-    async fn follow(&self, client: &Client, event: Event, down_since: &mut Instant) {
-        let url = || redact_url(&self.settings().url);
-        match event {
-            Event::Disconnected if self.endpoint().set_link(Link::Down) => {
-                *down_since = Instant::now();
-                tracing::warn!(url = %url(), "nats link down; the client reconnects");
-            }
-            Event::Connected
-                if self.confirm_connected(client).await && self.endpoint().set_link(Link::Up) =>
-            {
-                let down_ms = down_since.elapsed().as_millis() as u64;
-                tracing::info!(url = %url(), down_ms, "nats link up");
-            }
-            Event::SlowConsumer(_) => self.endpoint().counters().add_inbound_dropped(),
-            _ => {}
-        }
+    /// Asks the server to prove it has every subscription: the client queues its SUBs before
+    /// anything we send after a (re)connect, and the server handles one connection's messages
+    /// in order, so our own echo coming back means the SUBs are in place. The link goes Up
+    /// when it does (see `receive`); waiting never blocks the loop.
+    async fn confirm(&self, session: &mut Session<'_>) {
+        let echo = &mut session.echo;
+        echo.seq += 1;
+        let want = Bytes::from(echo.seq.to_string());
+        let sent = session.client.publish(echo.subject.clone(), want.clone());
+        echo.pending = sent.await.is_ok().then_some(want);
     }
 
-    /// After a reconnect the client has queued its SUBs before anything we send, so a PONG
-    /// to our PING proves the server has them. A slow PONG on a live connection still counts.
-    async fn confirm_connected(&self, client: &Client) -> bool {
-        let flushed = timeout(self.settings().connect_timeout, client.flush()).await;
-        matches!(flushed, Ok(Ok(()))) || client.connection_state() == State::Connected
+    fn go_up(&self, session: &Session<'_>) {
+        if self.endpoint().set_link(Link::Up) {
+            let url = redact_url(&self.settings().url);
+            let down_ms = session.down_since.elapsed().as_millis() as u64;
+            tracing::info!(%url, down_ms, "nats link up");
+        }
     }
 
     /// Hands queued publishes to the client, in order.
@@ -318,27 +341,45 @@ impl Supervisor {
 
     /// Subscribes and unsubscribes so the client matches what callers want. Dropping a
     /// subscription's stream (its token cancelled) sends the UNSUB.
-    async fn reconcile(
-        &self,
-        client: &Client,
-        subscribed: &mut HashMap<String, CancellationToken>,
-        messages: &mut Messages,
-    ) -> Result<(), async_nats::SubscribeError> {
-        let current = subscribed.keys().cloned().collect();
+    async fn reconcile(&self, session: &mut Session<'_>) {
+        let current = session.subscribed.keys().cloned().collect();
         let (add, remove) = self.endpoint().changes(&current);
         for topic in remove {
-            if let Some(token) = subscribed.remove(&topic) {
+            if let Some(token) = session.subscribed.remove(&topic) {
                 token.cancel();
             }
         }
         for topic in add {
-            let subscriber = client.subscribe(topic.clone()).await?;
-            let token = CancellationToken::new();
-            messages.push(subscriber.take_until(Box::pin(token.clone().cancelled_owned())));
-            subscribed.insert(topic, token);
+            match session.client.subscribe(topic.clone()).await {
+                Ok(subscriber) => {
+                    let token = CancellationToken::new();
+                    let until = Box::pin(token.clone().cancelled_owned());
+                    session.messages.push(subscriber.take_until(until));
+                    session.subscribed.insert(topic, token);
+                }
+                // Only a closed client refuses; shutdown is under way.
+                Err(e) => tracing::debug!(cause = %e, "nats subscribe failed"),
+            }
         }
-        Ok(())
     }
+}
+
+/// The state of the one client a supervisor drives.
+struct Session<'a> {
+    client: &'a Client,
+    subscribed: HashMap<String, CancellationToken>,
+    messages: Messages,
+    echo: Echo,
+    down_since: Instant,
+}
+
+/// A subscription to a subject of our own, used to prove a round trip through the server.
+struct Echo {
+    subject: String,
+    echo: async_nats::Subscriber,
+    seq: u64,
+    /// The payload whose return sets the link Up.
+    pending: Option<Bytes>,
 }
 
 #[cfg(test)]
