@@ -12,7 +12,7 @@ use bytes::Bytes;
 use herald::cluster::transport::{
     self, Driver, Inbound, Link, MemoryBroker, Settings, Transport, TransportError,
 };
-use support::brokers::{self, PrivateBroker};
+use support::brokers::{self, PrivateBroker, TlsFiles};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,8 @@ struct Rig {
     tasks: TaskTracker,
     /// Tasks alive in the runtime before any node: all must be gone after `finish`.
     baseline: usize,
+    /// Processes the broker depends on (a Sentinel), kept alive with the rig.
+    keep: Vec<PrivateBroker>,
 }
 
 impl Rig {
@@ -60,6 +62,7 @@ impl Rig {
             baseline: tokio::runtime::Handle::current()
                 .metrics()
                 .num_alive_tasks(),
+            keep: Vec::new(),
         }
     }
 
@@ -428,3 +431,247 @@ suite!(
         outage_recovers_links_and_subscriptions_without_help
     ]
 );
+
+// What only some transports have.
+
+#[tokio::test(start_paused = true)]
+async fn memory_node_cut_off_neither_sends_nor_receives_until_restored() {
+    let broker = MemoryBroker::new();
+    let rig = Rig::new(Broker::Memory(broker.clone()), "memory");
+    let (tx, inbound) = mpsc::channel(INBOUND);
+    let cut = broker.join(1024, tx, &rig.shutdown, &rig.tasks);
+    let mut nodes = rig.nodes(2).await;
+    nodes.push(Node {
+        transport: cut.clone(),
+        inbound,
+    });
+    let topic = rig.topic("partition");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    settle(&mut nodes, 0, &topic, &[0, 1, 2]).await;
+    broker.cut_off(cut.id());
+    wait_link(&nodes[2], Link::Down).await;
+    assert_eq!(
+        *nodes[0].transport.link().borrow(),
+        Link::Up,
+        "others stay Up"
+    );
+    assert!(
+        !nodes[2]
+            .transport
+            .publish(&topic, Bytes::from_static(b"from-the-island"))
+    );
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"while-cut"))
+    );
+    for node in &mut nodes[..2] {
+        assert_eq!(recv(node).await.payload, "while-cut");
+    }
+    broker.restore(cut.id());
+    wait_link(&nodes[2], Link::Up).await;
+    assert!(
+        nodes[2]
+            .transport
+            .publish(&topic, Bytes::from_static(b"back"))
+    );
+    for node in &mut nodes {
+        // The cut node never sees "while-cut": its first message is its own "back".
+        assert_eq!(recv(node).await.payload, "back");
+    }
+    rig.finish(nodes).await;
+}
+
+fn private_redis_with_password() -> (PrivateBroker, String) {
+    let redis = PrivateBroker::redis(&["--requirepass", "s3cr3t-pw"]);
+    let url = format!("redis://:s3cr3t-pw@127.0.0.1:{}/0", redis.port);
+    (redis, url)
+}
+
+#[tokio::test]
+async fn redis_with_a_password_carries_messages() {
+    let (redis, url) = private_redis_with_password();
+    pub_sub_reaches_every_node_including_the_publisher(Rig::new(Broker::Redis(Some(redis)), &url))
+        .await;
+}
+
+/// The startup error names the broker (redacted) and the cause, and never the password.
+async fn assert_refused_without_secret(rig: Rig, secret: &str) {
+    let error = match rig.try_node().await {
+        Ok(_) => panic!("connect succeeded"),
+        Err(error) => error.to_string(),
+    };
+    assert!(matches!(
+        rig.try_node().await,
+        Err(TransportError::Unreachable { .. })
+    ));
+    assert!(!error.contains(secret), "password leaked: {error}");
+    assert!(
+        error.contains("***@127.0.0.1"),
+        "redacted URL missing: {error}"
+    );
+    rig.finish(Vec::new()).await;
+}
+
+#[tokio::test]
+async fn redis_wrong_password_fails_startup_without_showing_it() {
+    let (redis, url) = private_redis_with_password();
+    let wrong = url.replace("s3cr3t-pw", "wr0ng-pw");
+    assert_refused_without_secret(Rig::new(Broker::Redis(Some(redis)), &wrong), "wr0ng-pw").await;
+}
+
+#[tokio::test]
+async fn redis_unreachable_fails_startup_within_the_timeout() {
+    let url = format!("redis://:s3cr3t-pw@127.0.0.1:{}", brokers::free_port());
+    let mut rig = Rig::new(Broker::Redis(None), &url);
+    rig.settings.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    assert_refused_without_secret(rig, "s3cr3t-pw").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn nats_unreachable_fails_startup_within_the_timeout() {
+    let url = format!("nats://herald:s3cr3t-pw@127.0.0.1:{}", brokers::free_port());
+    let mut rig = Rig::new(Broker::Nats(None), &url);
+    rig.settings.connect_timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    assert_refused_without_secret(rig, "s3cr3t-pw").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn private_nats_with_password() -> (PrivateBroker, String) {
+    let nats = PrivateBroker::nats(&["--user", "herald", "--pass", "s3cr3t-pw"]);
+    let url = format!("nats://herald:s3cr3t-pw@127.0.0.1:{}", nats.port);
+    (nats, url)
+}
+
+#[tokio::test]
+async fn nats_with_user_and_password_carries_messages() {
+    let (nats, url) = private_nats_with_password();
+    pub_sub_reaches_every_node_including_the_publisher(Rig::new(Broker::Nats(Some(nats)), &url))
+        .await;
+}
+
+#[tokio::test]
+async fn nats_wrong_password_fails_startup_without_showing_it() {
+    let (nats, url) = private_nats_with_password();
+    let wrong = url.replace("s3cr3t-pw", "wr0ng-pw");
+    assert_refused_without_secret(Rig::new(Broker::Nats(Some(nats)), &wrong), "wr0ng-pw").await;
+}
+
+#[tokio::test]
+async fn nats_server_list_skips_a_dead_server() {
+    let nats = PrivateBroker::nats(&[]);
+    let url = format!(
+        "nats://127.0.0.1:{},{}",
+        brokers::free_port(),
+        nats.url("nats")
+    );
+    pub_sub_reaches_every_node_including_the_publisher(Rig::new(Broker::Nats(Some(nats)), &url))
+        .await;
+}
+
+/// Starting degraded: Down while the broker is away, Up (not counted as a reconnect) once it
+/// appears, then messages flow.
+async fn degraded_start_comes_up_when_the_broker_appears(mut rig: Rig) {
+    rig.take_down();
+    rig.settings.start_degraded = true;
+    let mut nodes = rig.nodes(2).await;
+    let topic = rig.topic("late");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    for node in &nodes {
+        assert_eq!(*node.transport.link().borrow(), Link::Down);
+    }
+    assert!(
+        !nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"too-early"))
+    );
+    rig.bring_up();
+    for node in &nodes {
+        wait_link(node, Link::Up).await;
+    }
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"first"))
+    );
+    for node in &mut nodes {
+        assert_eq!(recv(node).await.payload, "first");
+        assert_eq!(node.transport.stats().counts().reconnects, 0);
+    }
+    rig.finish(nodes).await;
+}
+
+#[tokio::test]
+async fn redis_degraded_start_comes_up_when_the_broker_appears() {
+    degraded_start_comes_up_when_the_broker_appears(Rig::private_redis()).await;
+}
+
+#[tokio::test]
+async fn nats_degraded_start_comes_up_when_the_broker_appears() {
+    degraded_start_comes_up_when_the_broker_appears(Rig::private_nats()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_degraded_start_comes_up_when_the_broker_appears() {
+    degraded_start_comes_up_when_the_broker_appears(Rig::memory()).await;
+}
+
+fn tls_rig(tls: &TlsFiles, broker: Broker, url: &str, trusted: bool) -> Rig {
+    let mut rig = Rig::new(broker, url);
+    rig.settings.tls_ca = trusted.then(|| tls.ca.clone());
+    rig.settings.connect_timeout = Duration::from_secs(2);
+    rig
+}
+
+#[tokio::test]
+async fn rediss_with_a_private_ca_carries_messages_and_refuses_unknown_certificates() {
+    let tls = TlsFiles::generate();
+    let redis = PrivateBroker::redis_tls(&tls);
+    let url = redis.url("rediss");
+    let untrusted = tls_rig(&tls, Broker::Redis(None), &url, false);
+    assert!(matches!(
+        untrusted.try_node().await,
+        Err(TransportError::Unreachable { .. })
+    ));
+    untrusted.finish(Vec::new()).await;
+    let rig = tls_rig(&tls, Broker::Redis(Some(redis)), &url, true);
+    pub_sub_reaches_every_node_including_the_publisher(rig).await;
+}
+
+#[tokio::test]
+async fn nats_tls_with_a_private_ca_carries_messages_and_refuses_unknown_certificates() {
+    let tls = TlsFiles::generate();
+    let nats = PrivateBroker::nats_tls(&tls);
+    let url = nats.url("tls");
+    let untrusted = tls_rig(&tls, Broker::Nats(None), &url, false);
+    assert!(matches!(
+        untrusted.try_node().await,
+        Err(TransportError::Unreachable { .. })
+    ));
+    untrusted.finish(Vec::new()).await;
+    let rig = tls_rig(&tls, Broker::Nats(Some(nats)), &url, true);
+    pub_sub_reaches_every_node_including_the_publisher(rig).await;
+}
+
+/// A private master watched by a private Sentinel; the rig's outage kills the master.
+fn sentinel_rig() -> Rig {
+    let master = PrivateBroker::redis(&[]);
+    let sentinel = PrivateBroker::sentinel(&master);
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+    let mut rig = Rig::new(Broker::Redis(Some(master)), &url);
+    rig.keep.push(sentinel);
+    rig
+}
+
+#[tokio::test]
+async fn redis_sentinel_finds_the_master() {
+    pub_sub_reaches_every_node_including_the_publisher(sentinel_rig()).await;
+}
+
+#[tokio::test]
+async fn redis_sentinel_resolves_the_master_again_after_an_outage() {
+    outage_recovers_links_and_subscriptions_without_help(sentinel_rig()).await;
+}
