@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;

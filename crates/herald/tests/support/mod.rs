@@ -2,6 +2,7 @@
 //! the protocol ([`TestClient`]) and a signing HTTP API client ([`ApiClient`]).
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod brokers;
 pub mod sink;
 
 use std::net::SocketAddr;

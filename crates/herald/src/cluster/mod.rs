@@ -1,0 +1,2 @@
+//! Horizontal scaling: nodes exchange envelopes through a [`transport::Transport`].
+pub mod transport;
