@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::apps::{App, Limits, WebhookFilter, WebhookTarget};
 use crate::webhooks::WebhookSettings;
 
+mod cluster;
 mod keys;
 
 /// The built-in development app's credentials.
@@ -23,6 +24,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub apps: Vec<App>,
     pub webhooks: WebhookSettings,
+    /// `None`: one node on its own (`driver = "local"`).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// `[server]`.
@@ -85,6 +88,7 @@ struct FileConfig {
     server: FileServer,
     apps: Vec<App>,
     webhooks: FileWebhooks,
+    cluster: cluster::FileCluster,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +162,13 @@ pub struct Overrides {
     pub app_id: Option<String>,
     pub app_key: Option<String>,
     pub app_secret: Option<String>,
+    pub cluster_driver: Option<String>,
+    pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub cluster_prefix: Option<String>,
+    pub node_id: Option<String>,
+    /// Start even when the cluster broker is unreachable, and keep connecting.
+    pub start_degraded: bool,
 }
 
 /// Every problem found, one per line.
@@ -284,6 +295,7 @@ fn known_settings(table: &str) -> &'static [&'static str] {
         "" => keys::fields_of::<FileConfig>(),
         "server" => keys::fields_of::<FileServer>(),
         "webhooks" => keys::fields_of::<FileWebhooks>(),
+        "cluster" => keys::fields_of::<cluster::FileCluster>(),
         "apps[]" => keys::fields_of::<App>(),
         "apps[].limits" => keys::fields_of::<Limits>(),
         "apps[].webhooks[]" => keys::fields_of::<WebhookTarget>(),
@@ -397,10 +409,12 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         None if file.apps.is_empty() => vec![dev_app()],
         None => file.apps,
     };
+    let cluster = cluster::merge(file.cluster, overrides, problems);
     Config {
         server,
         apps,
         webhooks,
+        cluster,
     }
 }
 

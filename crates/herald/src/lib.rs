@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use apps::{AppStore, ConfigAppStore};
 use config::Config;
@@ -44,6 +45,7 @@ pub async fn run(
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
+    let removal_delay = config.webhooks.removal_delay;
     let metrics = Arc::new(Metrics::default());
     let webhooks = if has_webhooks {
         let started = Webhooks::start(
@@ -56,14 +58,27 @@ pub async fn run(
     } else {
         None
     };
-    let node = Arc::new(Node::new(
-        apps,
-        config.server,
-        webhooks,
-        metrics,
-        shutdown.clone(),
-    ));
+    // The cluster's transport outlives the connections: it tells the others this node is
+    // leaving before any client is told to reconnect, and carries their departures.
+    let transport_stop = CancellationToken::new();
+    let transport_tasks = TaskTracker::new();
+    let draining = CancellationToken::new();
+    let mut node = Node::new(apps, config.server, webhooks, metrics, draining.clone());
+    let mut inbound = None;
+    if let Some(settings) = &config.cluster {
+        let (cluster, received) =
+            cluster::start(settings, removal_delay, &transport_stop, &transport_tasks)
+                .await
+                .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?;
+        node = node.with_cluster(cluster);
+        inbound = Some(received);
+    }
+    let node = Arc::new(node);
     tokio::spawn(node.clone().run_ticks());
+    if let Some(received) = inbound {
+        tokio::spawn(node.clone().run_cluster(received));
+    }
+    tokio::spawn(drain_on(shutdown.clone(), node.clone()));
     let router = api::router(node.clone());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -82,5 +97,20 @@ pub async fn run(
     if let Some(webhooks) = &node.webhooks {
         webhooks.flush().await;
     }
+    transport_stop.cancel();
+    transport_tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(1), transport_tasks.wait()).await;
     Ok(())
+}
+
+/// On shutdown: tell the cluster first (its members keep this node's presence for the
+/// removal delay while clients move), then ask every client to reconnect.
+async fn drain_on(shutdown: CancellationToken, node: Arc<Node>) {
+    shutdown.cancelled().await;
+    if let Some(cluster) = &node.cluster {
+        cluster.leave();
+        // The transport's writer sends it ahead of the departures that follow.
+        tokio::task::yield_now().await;
+    }
+    node.shutdown.cancel();
 }

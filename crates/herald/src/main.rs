@@ -60,6 +60,9 @@ struct ServeArgs {
     /// Allow the built-in development credentials on a non-loopback address.
     #[arg(long, global = true)]
     allow_dev_credentials: bool,
+    /// Start even when the cluster broker is unreachable, and keep connecting to it.
+    #[arg(long, global = true)]
+    start_degraded: bool,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,12 @@ fn main() -> ExitCode {
         app_id: std::env::var("HERALD_APP_ID").ok(),
         app_key: std::env::var("HERALD_APP_KEY").ok(),
         app_secret: std::env::var("HERALD_APP_SECRET").ok(),
+        cluster_driver: std::env::var("HERALD_CLUSTER_DRIVER").ok(),
+        redis_url: std::env::var("HERALD_REDIS_URL").ok(),
+        nats_url: std::env::var("HERALD_NATS_URL").ok(),
+        cluster_prefix: std::env::var("HERALD_CLUSTER_PREFIX").ok(),
+        node_id: std::env::var("HERALD_NODE_ID").ok(),
+        start_degraded: args.start_degraded,
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,

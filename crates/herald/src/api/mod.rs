@@ -63,6 +63,7 @@ pub fn router(node: Arc<Node>) -> Router {
             post(users::terminate_unprefixed),
         )
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .with_state(node)
@@ -70,6 +71,19 @@ pub fn router(node: Arc<Node>) -> Router {
 
 async fn health() -> &'static str {
     "OK"
+}
+
+/// 200 while this node should get clients; 503 with the reason while draining, while the
+/// cluster broker is unreachable, or while joining the cluster. `/health` is liveness only.
+async fn ready(State(node): State<Arc<Node>>) -> Response {
+    match node.ready() {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "unavailable", "reason": reason})),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -1,2 +1,507 @@
-//! Horizontal scaling: nodes exchange envelopes through a [`transport::Transport`].
+//! Horizontal scaling, written once above a [`transport::Transport`] that only moves bytes.
+//! Events travel as envelopes naming their origin (echoes are dropped); a node listens to a
+//! channel's topic only while it has a local subscriber. Shared state follows one rule: each
+//! node owns its own facts and announces every change to them, every node keeps the union
+//! (the [`view::View`]), and each transition (member added, channel vacated...) is announced
+//! by the one node that owns its key (rendezvous hashing over live nodes). See
+//! ARCHITECTURE.md, "Cluster".
+
+mod inbound;
+pub mod message;
+pub mod peers;
 pub mod transport;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use herald_protocol::SocketId;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::{Member, Refused};
+use crate::outbox::Frame;
+use message::{CacheMeta, Message, Target};
+use peers::{Fnv, Peers};
+use transport::{Link, Transport};
+use view::{Change, NodeKey, Transition, View};
+
+/// Messages received but not yet handled before the transport drops more (and counts).
+const INBOUND_CAPACITY: usize = 65_536;
+
+/// Connects to the broker and joins the cluster. Returns the cluster and what the transport
+/// receives (for [`crate::node::Node::run_cluster`]). The transport's tasks stop when
+/// `stop` is cancelled.
+pub async fn start(
+    settings: &ClusterSettings,
+    removal_delay: Duration,
+    stop: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<(Arc<Cluster>, mpsc::Receiver<transport::Inbound>), transport::TransportError> {
+    let (inbound, received) = mpsc::channel(INBOUND_CAPACITY);
+    let mut transport_settings = transport::Settings::new(settings.url.clone());
+    transport_settings.start_degraded = settings.start_degraded;
+    let transport =
+        transport::connect(&settings.driver, &transport_settings, inbound, stop, tasks).await?;
+    let node_id = settings.node_id.clone().unwrap_or_else(default_node_id);
+    tracing::info!(node = %node_id, prefix = %settings.prefix, "joining the cluster");
+    let timing = Timing {
+        heartbeat_interval: settings.heartbeat_interval,
+        node_timeout: settings.node_timeout,
+        removal_delay,
+    };
+    let cluster = Cluster::new(node_id, settings.prefix.clone(), transport, timing);
+    Ok((Arc::new(cluster), received))
+}
+
+/// Subscription counts above this are announced at most every [`COUNT_INTERVAL`] (§3.9).
+const COUNT_THROTTLE_ABOVE: usize = 100;
+const COUNT_INTERVAL: Duration = Duration::from_secs(5);
+/// A snapshot is asked of one node at most this often.
+const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `[cluster]`, when the node is one of several.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub driver: transport::Driver,
+    /// Broker URL; may hold a password, never logged.
+    pub url: String,
+    /// Namespace of every topic: clusters may share a broker.
+    pub prefix: String,
+    /// `None`: the host name and a random suffix.
+    pub node_id: Option<String>,
+    pub heartbeat_interval: Duration,
+    pub node_timeout: Duration,
+    /// Start with the broker unreachable instead of failing, and keep connecting.
+    pub start_degraded: bool,
+}
+
+/// Timings of the cluster protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    /// Silence after which a node is dead.
+    pub node_timeout: Duration,
+    /// How long a leaving node's facts are kept, so its clients can reconnect elsewhere
+    /// without a `member_removed`/`member_added` pair (the webhook removal delay).
+    pub removal_delay: Duration,
+}
+
+/// What the node must do after the cluster heard something.
+#[derive(Debug)]
+pub enum Action {
+    /// Deliver an event from another node to this node's sockets.
+    Deliver {
+        app: String,
+        target: Target,
+        frame: Frame,
+        except: Option<SocketId>,
+        cache: Option<CacheMeta>,
+    },
+    /// Announce a transition this node owns.
+    Announce(Transition),
+    /// Close the user's sockets on this node.
+    Terminate { app: String, user: String },
+}
+
+/// One node's membership in the cluster.
+pub struct Cluster {
+    prefix: String,
+    transport: Arc<dyn Transport>,
+    timing: Timing,
+    state: Mutex<State>,
+    /// Topics listened to, with how many local reasons each has.
+    topics: Mutex<HashMap<String, usize>>,
+}
+
+struct State {
+    me: NodeKey,
+    /// The number of this node's last change.
+    seq: u64,
+    view: View,
+    peers: Peers,
+    /// When this incarnation said hello; it owns keys once it has heard everyone.
+    hello_at: Instant,
+    link: Link,
+    down_since: Option<Instant>,
+    counts: HashMap<(String, String), CountState>,
+    /// The others were told this incarnation owns keys now.
+    eligibility_told: bool,
+    /// Shutting down: the others own everything now and keep this node's facts a while.
+    leaving: bool,
+    /// This node's open connections per app, as last counted.
+    connections: Vec<(String, usize)>,
+}
+
+#[derive(Debug, Default)]
+struct CountState {
+    announced_at: Option<Instant>,
+    pending: Option<usize>,
+}
+
+impl Cluster {
+    /// Joins the cluster as `node_id` through `transport`, under `prefix`.
+    pub fn new(
+        node_id: String,
+        prefix: String,
+        transport: Arc<dyn Transport>,
+        timing: Timing,
+    ) -> Self {
+        let now = Instant::now();
+        let link = *transport.link().borrow();
+        let me = NodeKey {
+            id: node_id,
+            epoch: new_epoch(0),
+        };
+        let cluster = Self {
+            prefix,
+            transport,
+            timing,
+            state: Mutex::new(State {
+                me,
+                seq: 0,
+                view: View::default(),
+                peers: Peers::default(),
+                hello_at: now,
+                link,
+                down_since: (link == Link::Down).then_some(now),
+                counts: HashMap::new(),
+                eligibility_told: false,
+                leaving: false,
+                connections: Vec::new(),
+            }),
+            topics: Mutex::default(),
+        };
+        cluster.transport.subscribe(&cluster.control_topic());
+        cluster.greet(&mut cluster.lock());
+        cluster
+    }
+
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    pub fn me(&self) -> NodeKey {
+        self.lock().me.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn control_topic(&self) -> String {
+        format!("{}.ctl", self.prefix)
+    }
+
+    fn channel_topic(&self, app: &str, channel: &str) -> String {
+        let mut hash = Fnv::default();
+        hash.write(app.as_bytes());
+        hash.write(channel.as_bytes());
+        format!("{}.c.{:016x}", self.prefix, hash.0)
+    }
+
+    /// Sends on the control topic, which every node always listens to.
+    fn send(&self, message: &Message, body: &[u8]) -> bool {
+        self.transport
+            .publish(&self.control_topic(), message.encode(body))
+    }
+
+    /// Sends an event to the other nodes' sockets. Channel events go only to the nodes
+    /// listening to the channel, unless `every_node`: cache events (each node remembers
+    /// them), watchlist events (each node checks its watchers) and presence and count
+    /// events, which must reach a node whose first subscriber joined a moment ago, before
+    /// its subscription to the channel's topic took effect.
+    pub fn forward(
+        &self,
+        app: &str,
+        target: Target,
+        frame: &Frame,
+        except: Option<&SocketId>,
+        cache: Option<CacheMeta>,
+        every_node: bool,
+    ) {
+        let topic = match &target {
+            Target::Channel(channel) if !every_node && cache.is_none() => {
+                self.channel_topic(app, channel)
+            }
+            _ => self.control_topic(),
+        };
+        let message = Message::Event {
+            from: self.me(),
+            app: app.to_owned(),
+            target,
+            except: except.map(ToString::to_string),
+            cache,
+        };
+        self.transport
+            .publish(&topic, message.encode(frame.as_bytes()));
+    }
+
+    /// Starts receiving a channel's events (a local socket needs them).
+    pub fn listen(&self, app: &str, channel: &str) {
+        let topic = self.channel_topic(app, channel);
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let count = topics.entry(topic.clone()).or_default();
+        *count += 1;
+        if *count == 1 {
+            self.transport.subscribe(&topic);
+        }
+    }
+
+    /// Stops receiving a channel's events once no local socket needs them.
+    pub fn unlisten(&self, app: &str, channel: &str) {
+        let topic = self.channel_topic(app, channel);
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = topics.get_mut(&topic) {
+            *count -= 1;
+            if *count == 0 {
+                topics.remove(&topic);
+                self.transport.unsubscribe(&topic);
+            }
+        }
+    }
+
+    /// Records a change to this node's facts, tells the others, and returns the
+    /// transitions this node must announce.
+    pub fn change(&self, change: Change) -> Vec<Transition> {
+        let mut state = self.lock();
+        let me = state.me.clone();
+        let transitions = state.view.apply(&me, &change);
+        state.seq += 1;
+        let message = Message::Change {
+            from: me,
+            seq: state.seq,
+            change,
+        };
+        self.send(&message, &[]);
+        self.owned(&mut state, transitions, Instant::now())
+    }
+
+    /// Closes the user's sockets on the other nodes.
+    pub fn terminate(&self, app: &str, user: &str) {
+        let message = Message::Terminate {
+            from: self.me(),
+            app: app.to_owned(),
+            user: user.to_owned(),
+        };
+        self.send(&message, &[]);
+    }
+
+    /// This node is shutting down: the others keep its facts for the removal delay, and
+    /// it announces nothing more (its clients' departures are not departures yet).
+    pub fn leave(&self) {
+        let mut state = self.lock();
+        state.leaving = true;
+        let message = Message::Leaving {
+            from: state.me.clone(),
+        };
+        self.send(&message, &[]);
+    }
+
+    /// The `subscription_succeeded` presence data for `joining`, from every node's members,
+    /// or a refusal when the channel already has `max` users (spec §3.4).
+    pub fn presence(
+        &self,
+        app: &str,
+        channel: &str,
+        joining: &Member,
+        max: usize,
+    ) -> Result<String, Refused> {
+        let mut members = self.lock().view.members(app, channel);
+        if !members.iter().any(|(id, _)| *id == joining.user_id) {
+            if members.len() >= max {
+                return Err(Refused::PresenceFull { max });
+            }
+            let info = joining.user_info.as_ref().map(|raw| raw.get().to_owned());
+            members.push((joining.user_id.clone(), info));
+        }
+        Ok(encode_presence(&members))
+    }
+
+    /// Subscribers and users of a channel on every node; `None` when unoccupied.
+    pub fn channel(&self, app: &str, channel: &str) -> Option<(usize, usize)> {
+        self.lock().view.channel(app, channel)
+    }
+
+    /// Occupied channels on every node: `(name, subscribers, users)`.
+    pub fn channels(&self, app: &str, prefix: &str) -> Vec<(String, usize, usize)> {
+        self.lock().view.channels(app, prefix)
+    }
+
+    /// A presence channel's user ids on every node.
+    pub fn user_ids(&self, app: &str, channel: &str) -> Vec<String> {
+        let members = self.lock().view.members(app, channel);
+        members.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Whether the user has a signed-in socket on any node.
+    pub fn is_online(&self, app: &str, user: &str) -> bool {
+        let key = (app.to_owned(), user.to_owned());
+        self.lock().view.signed_in(&key) > 0
+    }
+
+    /// Open connections of the app on the other nodes (as of their last heartbeat).
+    pub fn remote_connections(&self, app: &str) -> usize {
+        self.lock().peers.connections(app)
+    }
+
+    /// `Ok` when connected and in sync, and the others know it; otherwise why not.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        let mut state = self.lock();
+        if state.link == Link::Down {
+            return Err("the cluster broker is unreachable");
+        }
+        self.tell_eligibility(&mut state, Instant::now());
+        if !state.eligibility_told {
+            return Err("joining the cluster");
+        }
+        Ok(())
+    }
+
+    /// A heartbeat as soon as this node becomes eligible, so the others count it as an
+    /// owner at once rather than at the next heartbeat.
+    fn tell_eligibility(&self, state: &mut State, now: Instant) {
+        if !state.eligibility_told && self.is_eligible(state, now) {
+            state.eligibility_told = true;
+            self.send(&self.heartbeat(state, now), &[]);
+        }
+    }
+
+    fn heartbeat(&self, state: &State, now: Instant) -> Message {
+        Message::Heartbeat {
+            from: state.me.clone(),
+            seq: state.seq,
+            eligible: self.is_eligible(state, now) && !state.leaving,
+            connections: state.connections.clone(),
+        }
+    }
+
+    /// Says hello under the current epoch: everyone answers with a snapshot, and ours
+    /// follows the hello.
+    fn greet(&self, state: &mut State) {
+        state.hello_at = Instant::now();
+        state.eligibility_told = false;
+        self.send(
+            &Message::Hello {
+                from: state.me.clone(),
+            },
+            &[],
+        );
+        self.send_snapshot(state);
+    }
+
+    fn send_snapshot(&self, state: &State) {
+        let message = Message::Snapshot {
+            from: state.me.clone(),
+            seq: state.seq,
+            eligible: self.is_eligible(state, Instant::now()),
+            facts: state.view.facts(&state.me).cloned().unwrap_or_default(),
+        };
+        self.send(&message, &[]);
+    }
+
+    /// Owns keys once every known node's facts arrived, a moment after saying hello.
+    fn is_eligible(&self, state: &State, now: Instant) -> bool {
+        let settle = (self.timing.heartbeat_interval / 2).min(Duration::from_millis(500));
+        now.duration_since(state.hello_at) >= settle && state.peers.iter().all(|p| p.synced)
+    }
+
+    /// Keeps the transitions whose key this node owns; counts pass the §3.9 throttle.
+    fn owned(
+        &self,
+        state: &mut State,
+        transitions: Vec<Transition>,
+        now: Instant,
+    ) -> Vec<Transition> {
+        if transitions.is_empty() || state.leaving {
+            return Vec::new();
+        }
+        let eligible = self.is_eligible(state, now);
+        let owners = state.peers.owners(&state.me, eligible);
+        let mine: Vec<Transition> = transitions
+            .into_iter()
+            .filter(|t| {
+                let (app, name, is_user) = t.owner_key();
+                let key = if is_user {
+                    format!("u/{app}/{name}")
+                } else {
+                    format!("c/{app}/{name}")
+                };
+                peers::owner(&owners, &key) == Some(&state.me)
+            })
+            .collect();
+        mine.into_iter()
+            .filter_map(|t| throttle(&mut state.counts, t, now))
+            .collect()
+    }
+}
+
+/// Lets a count through unless announced less than [`COUNT_INTERVAL`] ago above the
+/// threshold (then it waits for the tick); forgets a vacated channel.
+fn throttle(
+    counts: &mut HashMap<(String, String), CountState>,
+    transition: Transition,
+    now: Instant,
+) -> Option<Transition> {
+    match &transition {
+        Transition::Count { channel, count } => {
+            let state = counts.entry(channel.clone()).or_default();
+            let recent = state
+                .announced_at
+                .is_some_and(|at| now.duration_since(at) < COUNT_INTERVAL);
+            if *count > COUNT_THROTTLE_ABOVE && recent {
+                state.pending = Some(*count);
+                return None;
+            }
+            state.announced_at = Some(now);
+            state.pending = None;
+        }
+        Transition::Vacated(channel) => {
+            counts.remove(channel);
+        }
+        _ => {}
+    }
+    Some(transition)
+}
+
+/// `{"presence":{"ids":[..],"hash":{id: info},"count":n}}`.
+fn encode_presence(members: &[(String, Option<String>)]) -> String {
+    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    let hash: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .map(|(id, info)| {
+            let info = info
+                .as_deref()
+                .and_then(|raw| serde_json::from_str(raw).ok())
+                .unwrap_or(serde_json::Value::Null);
+            (id.clone(), info)
+        })
+        .collect();
+    serde_json::json!({ "presence": { "ids": ids, "hash": hash, "count": ids.len() } }).to_string()
+}
+
+/// Epochs grow: the time in milliseconds, and always above the previous one.
+fn new_epoch(previous: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now.max(previous + 1)
+}
+
+/// A node id for this process: the host name and a random suffix.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "herald".into());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}

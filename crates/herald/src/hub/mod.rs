@@ -76,7 +76,12 @@ pub struct Subscription<'a> {
     /// The presence identity, for presence channels.
     pub member: Option<&'a Member>,
     pub max_members: usize,
+    /// In a cluster: decides presence capacity and the roster from every node's members.
+    pub roster: Option<&'a RosterFn<'a>>,
 }
+
+/// Given the joining member: the `subscription_succeeded` presence data, or a refusal.
+pub type RosterFn<'a> = dyn Fn(&Member) -> Result<String, Refused> + 'a;
 
 /// What a subscribe changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,19 +154,31 @@ impl Hub {
             outbox,
             member,
             max_members,
+            roster: cluster_roster,
         } = request;
         let key = key(app, channel);
         let mut guard = self.shard(&key);
         let shard = &mut *guard;
         let entry = shard.channels.entry(key.clone()).or_default();
         let is_presence = channel.kind() == ChannelKind::Presence;
+        let mut presence = None;
         if let Some(member) = member.filter(|_| is_presence) {
             let roster = entry.roster.get_or_insert_with(Roster::default);
-            if !roster.contains(&member.user_id) && roster.user_count() >= max_members {
-                if entry.subscribers.is_empty() {
-                    shard.channels.remove(&key);
+            let decided = match cluster_roster {
+                Some(decide) => decide(member).map(Some),
+                None if !roster.contains(&member.user_id) && roster.user_count() >= max_members => {
+                    Err(Refused::PresenceFull { max: max_members })
                 }
-                return Err(Refused::PresenceFull { max: max_members });
+                None => Ok(None),
+            };
+            match decided {
+                Ok(cluster_presence) => presence = cluster_presence,
+                Err(refused) => {
+                    if entry.subscribers.is_empty() {
+                        shard.channels.remove(&key);
+                    }
+                    return Err(refused);
+                }
             }
         }
         let occupied = entry.subscribers.is_empty();
@@ -170,7 +187,7 @@ impl Hub {
             (Some(member), Some(roster)) => roster.add(member),
             _ => false,
         };
-        let presence = entry.roster.as_ref().map(Roster::encode_presence);
+        let presence = presence.or_else(|| entry.roster.as_ref().map(Roster::encode_presence));
         let succeeded = ServerMessage::SubscriptionSucceeded {
             channel: channel.as_str(),
             presence: presence.as_deref(),

@@ -37,6 +37,7 @@ fn subscribe(
         outbox,
         member,
         max_members,
+        roster: None,
     })
 }
 

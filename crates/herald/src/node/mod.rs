@@ -3,6 +3,7 @@
 //! and the webhook emitter, and decides what each change announces.
 //! [`Node::publish`] is the one place events are delivered.
 
+mod cluster;
 mod membership;
 mod publish;
 mod reads;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::apps::{App, AppStore};
+use crate::cluster::Cluster;
 use crate::config::ServerConfig;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -34,6 +36,8 @@ pub struct Node {
     /// Present when any app has webhook targets.
     pub webhooks: Option<Webhooks>,
     pub metrics: Arc<Metrics>,
+    /// Present when other nodes share the apps (Redis, NATS, or memory in tests).
+    pub cluster: Option<Arc<Cluster>>,
     connections: Mutex<HashMap<String, usize>>,
 }
 
@@ -53,8 +57,15 @@ impl Node {
             tasks: TaskTracker::new(),
             webhooks,
             metrics,
+            cluster: None,
             connections: Mutex::default(),
         }
+    }
+
+    /// The same node, one of a cluster.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Emits a webhook event to the app's interested targets. Never waits.
@@ -74,17 +85,22 @@ impl Node {
             }
             for (app_id, channel, count) in self.hub.tick(std::time::Instant::now()) {
                 if let Some(app) = self.apps.find_by_id(&app_id) {
-                    self.announce_count(&app, &channel, true, count);
+                    self.announce_count(&app, &channel, count);
                 }
             }
         }
     }
 
-    /// Counts a new connection against the app's quota; `None` when it is full.
+    /// Counts a new connection against the app's quota; `None` when it is full. In a
+    /// cluster the quota counts every node's connections as of their last heartbeat.
     pub fn admit(self: &Arc<Self>, app: &Arc<App>) -> Option<ConnectionPermit> {
+        let elsewhere = match (&self.cluster, app.max_connections) {
+            (Some(cluster), max) if max != 0 => cluster.remote_connections(&app.id),
+            _ => 0,
+        };
         let mut counts = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(app.id.clone()).or_default();
-        if app.max_connections != 0 && *count >= app.max_connections {
+        if app.max_connections != 0 && *count + elsewhere >= app.max_connections {
             return None;
         }
         *count += 1;
@@ -92,6 +108,18 @@ impl Node {
             node: self.clone(),
             app: app.clone(),
         })
+    }
+
+    /// Whether this node should get new clients: not while draining, nor while its
+    /// cluster broker is unreachable or it is still joining the cluster.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.shutdown.is_cancelled() {
+            return Err("draining: shutting down");
+        }
+        match &self.cluster {
+            Some(cluster) => cluster.ready(),
+            None => Ok(()),
+        }
     }
 
     /// Open connections per app, sorted by app id.

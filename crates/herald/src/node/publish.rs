@@ -8,6 +8,7 @@ use herald_protocol::{ChannelName, ServerMessage, SocketId};
 
 use super::Node;
 use crate::apps::App;
+use crate::cluster::message::{CacheMeta, Target};
 use crate::hub::CachedEvent;
 use crate::metrics::Metrics;
 use crate::outbox::Frame;
@@ -33,19 +34,54 @@ impl Node {
         except: Option<&SocketId>,
     ) -> usize {
         let frame = Frame::from(message.encode());
+        let mut cache = None;
         if let (Audience::Channel(channel), ServerMessage::ChannelEvent { event, data, .. }) =
             (audience, message)
             && channel.is_cache()
         {
-            let ttl = Duration::from_secs(app.cache_ttl);
-            let cached = CachedEvent::new(frame.clone(), event, data, ttl);
-            self.hub.remember(&app.id, channel, cached);
+            let meta = CacheMeta {
+                event: (*event).to_owned(),
+                data: (*data).to_owned(),
+                ttl: app.cache_ttl,
+            };
+            self.remember(&app.id, channel, &frame, &meta);
+            cache = Some(meta);
         }
-        self.deliver(&app.id, audience, &frame, except)
+        let queued = self.deliver(&app.id, audience, &frame, except);
+        if let Some(cluster) = &self.cluster {
+            let every_node = matches!(
+                message,
+                ServerMessage::MemberAdded { .. }
+                    | ServerMessage::MemberRemoved { .. }
+                    | ServerMessage::SubscriptionCount { .. }
+            );
+            cluster.forward(
+                &app.id,
+                audience.target(),
+                &frame,
+                except,
+                cache,
+                every_node,
+            );
+        }
+        queued
+    }
+
+    /// Keeps a cache channel's event for later subscribers.
+    pub(super) fn remember(
+        &self,
+        app_id: &str,
+        channel: &ChannelName,
+        frame: &Frame,
+        meta: &CacheMeta,
+    ) {
+        let ttl = Duration::from_secs(meta.ttl);
+        let cached = CachedEvent::new(frame.clone(), &meta.event, &meta.data, ttl);
+        self.hub.remember(app_id, channel, cached);
     }
 
     /// Queues an encoded frame to the local sockets of `audience`.
-    fn deliver(
+    pub(super) fn deliver(
         &self,
         app_id: &str,
         audience: Audience<'_>,
@@ -58,5 +94,15 @@ impl Node {
         };
         Metrics::add(&self.metrics.frames_queued, queued as u64);
         queued
+    }
+}
+
+impl Audience<'_> {
+    /// The same audience, named for other nodes.
+    fn target(self) -> Target {
+        match self {
+            Self::Channel(channel) => Target::Channel(channel.to_string()),
+            Self::Watchers(user) => Target::Watchers(user.to_owned()),
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! What the HTTP API reads: occupied channels with their counts, one channel, a presence
-//! channel's users, and a cache channel's current event.
+//! channel's users, and a cache channel's current event. In a cluster the counts and users
+//! are every node's, from the replicated view.
 
-use herald_protocol::ChannelName;
+use herald_protocol::{ChannelKind, ChannelName};
 
 use super::Node;
 use crate::hub::{CachedEvent, ChannelSummary};
@@ -9,21 +10,46 @@ use crate::hub::{CachedEvent, ChannelSummary};
 impl Node {
     /// The app's occupied channels whose names start with `prefix`, sorted by name.
     pub fn channels(&self, app_id: &str, prefix: &str) -> Vec<ChannelSummary> {
-        self.hub.channels(app_id, prefix)
+        let Some(cluster) = &self.cluster else {
+            return self.hub.channels(app_id, prefix);
+        };
+        cluster
+            .channels(app_id, prefix)
+            .into_iter()
+            .filter_map(|(name, subscribers, users)| summary(&name, subscribers, users))
+            .collect()
     }
 
     /// Counts for one channel, `None` when nobody is subscribed.
     pub fn channel(&self, app_id: &str, channel: &ChannelName) -> Option<ChannelSummary> {
-        self.hub.channel(app_id, channel)
+        let Some(cluster) = &self.cluster else {
+            return self.hub.channel(app_id, channel);
+        };
+        let (subscribers, users) = cluster.channel(app_id, channel.as_str())?;
+        summary(channel.as_str(), subscribers, users)
     }
 
-    /// The distinct user ids of a presence channel, in join order.
+    /// The distinct user ids of a presence channel (join order on one node; by id in a
+    /// cluster).
     pub fn user_ids(&self, app_id: &str, channel: &ChannelName) -> Vec<String> {
-        self.hub.user_ids(app_id, channel)
+        match &self.cluster {
+            Some(cluster) => cluster.user_ids(app_id, channel.as_str()),
+            None => self.hub.user_ids(app_id, channel),
+        }
     }
 
     /// The cache channel's current event, unless expired.
     pub fn cached(&self, app_id: &str, channel: &ChannelName) -> Option<CachedEvent> {
         self.hub.cached(app_id, channel)
     }
+}
+
+fn summary(name: &str, subscribers: usize, users: usize) -> Option<ChannelSummary> {
+    let name = ChannelName::parse(name, usize::MAX).ok()?;
+    let user_count = (name.kind() == ChannelKind::Presence).then_some(users);
+    Some(ChannelSummary {
+        name,
+        subscription_count: subscribers,
+        user_count,
+    })
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod brokers;
+pub mod cluster;
 pub mod sink;
 
 use std::net::SocketAddr;

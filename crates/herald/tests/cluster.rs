@@ -1,0 +1,373 @@
+//! One scenario suite for a Herald cluster, written once and run on the in-memory broker,
+//! the machine's Redis and its NATS: a client must not be able to tell three nodes from one
+//! server, even when a node dies.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::cluster::{Backend, NODE_TIMEOUT, TestCluster, TestNode};
+use support::*;
+
+/// Long enough for a message to cross any of the brokers here.
+const CROSSING: Duration = Duration::from_millis(300);
+
+/// Publishes warm-up events from `from` until every client has one: the channel's topic is
+/// routed to every node.
+async fn await_routing(from: &TestNode, clients: &mut [&mut TestClient], channel: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for client in clients.iter_mut() {
+        loop {
+            from.api().trigger(&[channel], "warmup", "").await;
+            let got = tokio::time::timeout(CROSSING, client.expect("warmup")).await;
+            if got.is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the channel never reached every node"
+            );
+        }
+    }
+    // Let the last warm-ups land, then make sure nothing else is queued.
+    tokio::time::sleep(CROSSING).await;
+    for client in clients.iter_mut() {
+        drain_warmups(client).await;
+    }
+}
+
+/// Skips queued warm-up events up to a pong.
+async fn drain_warmups(client: &mut TestClient) {
+    client.send(json!({"event":"pusher:ping","data":{}})).await;
+    loop {
+        let frame = client.next().await;
+        match frame.event.as_str() {
+            "pusher:pong" => return,
+            "warmup" => continue,
+            other => panic!("unexpected {other}"),
+        }
+    }
+}
+
+/// Polls `GET {path}` on `node` until `check` accepts the JSON.
+async fn until(
+    node: &TestNode,
+    path: &str,
+    params: &[(&str, &str)],
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let api = node.api();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = api.get_json(path, params).await;
+        if check(&body) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never matched: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn events_reach_every_node_once_in_order(backend: Backend) {
+    let cluster = TestCluster::start(3, backend).await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut a = n0.client().await;
+    let mut b = n1.client().await;
+    let mut c = n2.client().await;
+    for client in [&mut a, &mut b, &mut c] {
+        client.subscribe_private("private-news").await;
+    }
+    await_routing(n0, &mut [&mut a, &mut b, &mut c], "private-news").await;
+    // 50 events from node 1's API: everyone, once, in order.
+    let api = n1.api();
+    for n in 0..50 {
+        api.trigger(&["private-news"], "e", &n.to_string()).await;
+    }
+    for client in [&mut a, &mut b, &mut c] {
+        for n in 0..50 {
+            let frame = client.expect("e").await;
+            assert_eq!(frame.data.unwrap().get(), format!("\"{n}\""));
+        }
+    }
+    // socket_id exclusion across nodes.
+    let (status, _) = n0
+        .api()
+        .post(
+            "/events",
+            &json!({"name":"x","data":"1","channels":["private-news"],"socket_id":b.socket_id}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    a.expect("x").await;
+    c.expect("x").await;
+    tokio::time::sleep(CROSSING).await;
+    b.expect_nothing_queued().await;
+    // A client event from node 2 reaches nodes 0 and 1, not its sender.
+    c.send(json!({"event":"client-typing","channel":"private-news","data":{"n":1}}))
+        .await;
+    a.expect("client-typing").await;
+    b.expect("client-typing").await;
+    tokio::time::sleep(CROSSING).await;
+    for client in [&mut a, &mut b, &mut c] {
+        client.expect_nothing_queued().await;
+    }
+}
+
+async fn presence_is_one_roster_across_nodes(backend: Backend) {
+    let cluster = TestCluster::start(3, backend).await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut ada = n0.client().await;
+    ada.subscribe_presence(
+        "presence-room",
+        r#"{"user_id":"1","user_info":{"name":"Ada"}}"#,
+    )
+    .await;
+    until(n1, "/channels/presence-room/users", &[], |b| {
+        b["users"].as_array().is_some_and(|u| u.len() == 1)
+    })
+    .await;
+    let mut bob = n1.client().await;
+    let ok = bob
+        .subscribe_presence(
+            "presence-room",
+            r#"{"user_id":"2","user_info":{"name":"Bob"}}"#,
+        )
+        .await;
+    let roster = ok.data_json().unwrap();
+    assert_eq!(roster["presence"]["count"], 2, "{roster}");
+    assert_eq!(
+        roster["presence"]["hash"]["1"],
+        json!({"name":"Ada"}),
+        "{roster}"
+    );
+    let added = ada.expect("pusher_internal:member_added").await;
+    assert_eq!(added.data_json().unwrap()["user_id"], "2");
+    // Bob's second socket, on node 2: one member, no member_added.
+    until(n2, "/channels/presence-room/users", &[], |b| {
+        b["users"].as_array().is_some_and(|u| u.len() == 2)
+    })
+    .await;
+    let mut bob2 = n2.client().await;
+    let ok = bob2
+        .subscribe_presence(
+            "presence-room",
+            r#"{"user_id":"2","user_info":{"name":"Bob"}}"#,
+        )
+        .await;
+    assert_eq!(ok.data_json().unwrap()["presence"]["count"], 2);
+    until(
+        n0,
+        "/channels/presence-room",
+        &[("info", "subscription_count,user_count")],
+        |b| b["subscription_count"] == 3 && b["user_count"] == 2,
+    )
+    .await;
+    // One of Bob's sockets leaves: Bob stays. The other leaves: member_removed, once.
+    bob.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
+        .await;
+    until(
+        n0,
+        "/channels/presence-room",
+        &[("info", "subscription_count")],
+        |b| b["subscription_count"] == 2,
+    )
+    .await;
+    drop(bob2);
+    let removed = ada.expect("pusher_internal:member_removed").await;
+    assert_eq!(removed.data_json().unwrap()["user_id"], "2");
+    tokio::time::sleep(CROSSING).await;
+    ada.expect_nothing_queued().await;
+    for node in [n0, n1, n2] {
+        until(node, "/channels/presence-room/users", &[], |b| {
+            b == &json!({"users":[{"id":"1"}]})
+        })
+        .await;
+    }
+}
+
+async fn http_reads_answer_for_the_whole_cluster(backend: Backend) {
+    let cluster = TestCluster::start(3, backend).await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut clients = Vec::new();
+    for (node, channel) in [(n0, "news"), (n1, "news"), (n2, "news-eu"), (n2, "other")] {
+        let mut client = node.client().await;
+        client.subscribe(channel).await;
+        clients.push(client);
+    }
+    for node in [n0, n1, n2] {
+        until(node, "/channels", &[("filter_by_prefix", "news"), ("info", "subscription_count")], |b| {
+            b == &json!({"channels":{"news":{"subscription_count":2},"news-eu":{"subscription_count":1}}})
+        })
+        .await;
+    }
+    // A trigger's info attributes count every node's subscribers.
+    let (status, body) = n2
+        .api()
+        .post(
+            "/events",
+            &json!({"name":"e","data":"1","channels":["news"],"info":"subscription_count"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"channels":{"news":{"subscription_count":2}}})
+    );
+}
+
+async fn a_killed_node_leaves_no_ghost_members(backend: Backend) {
+    let mut cluster = TestCluster::start(3, backend).await;
+    let mut ada = cluster.nodes[0].client().await;
+    ada.subscribe_presence("presence-room", r#"{"user_id":"1"}"#)
+        .await;
+    let mut ghost = cluster.nodes[2].client().await;
+    ghost
+        .subscribe_presence("presence-room", r#"{"user_id":"3"}"#)
+        .await;
+    // (The owner's member_added for Ada may reach the ghost after its roster, which already
+    // lists her: clients treat it as a no-op.)
+    ghost
+        .send(json!({"event":"pusher:subscribe","data":{"channel":"lonely"}}))
+        .await;
+    ghost.expect("pusher_internal:subscription_succeeded").await;
+    ada.expect("pusher_internal:member_added").await;
+    let killed = Instant::now();
+    cluster.nodes[2].kill();
+    let removed = tokio::time::timeout(
+        NODE_TIMEOUT + Duration::from_secs(5),
+        ada.expect("pusher_internal:member_removed"),
+    )
+    .await
+    .expect("member_removed within node_timeout + 5 s");
+    assert_eq!(removed.data_json().unwrap()["user_id"], "3");
+    assert!(
+        killed.elapsed() >= NODE_TIMEOUT / 2,
+        "not before the node was given a chance"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ada.expect_nothing_queued().await;
+    for node in &cluster.nodes[..2] {
+        until(node, "/channels", &[("info", "subscription_count")], |b| {
+            b == &json!({"channels":{"presence-room":{"subscription_count":1}}})
+        })
+        .await;
+    }
+}
+
+async fn a_rolling_restart_hands_presence_over_silently(backend: Backend) {
+    let mut cluster = TestCluster::start(3, backend).await;
+    let mut ada = cluster.nodes[0].client().await;
+    ada.subscribe_presence("presence-room", r#"{"user_id":"1"}"#)
+        .await;
+    let mut mover = cluster.nodes[2].client().await;
+    mover
+        .subscribe_presence("presence-room", r#"{"user_id":"4"}"#)
+        .await;
+    ada.expect("pusher_internal:member_added").await;
+    // SIGTERM on node 2: its client is told to reconnect and does at once, on node 1.
+    let mut node2 = cluster.nodes.pop().unwrap();
+    let stopping = tokio::spawn(async move {
+        node2.stop().await;
+        node2
+    });
+    let error = mover.expect("pusher:error").await;
+    assert_eq!(error.data_json().unwrap()["code"], 4200);
+    let mut back = cluster.nodes[1].client().await;
+    back.subscribe_presence("presence-room", r#"{"user_id":"4"}"#)
+        .await;
+    drop(stopping.await.unwrap());
+    // Past the removal delay, and long enough for any node to have announced something.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ada.expect_nothing_queued().await;
+    until(
+        &cluster.nodes[0],
+        "/channels/presence-room",
+        &[("info", "user_count")],
+        |b| b["user_count"] == 2,
+    )
+    .await;
+}
+
+async fn ready_follows_the_broker(backend: Backend) {
+    let (backend, mut private) = backend.private();
+    let cluster = TestCluster::start(2, backend.clone()).await;
+    let [n0, n1] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut a = n0.client().await;
+    let mut b = n0.client().await;
+    a.subscribe("local").await;
+    b.subscribe("local").await;
+    match (&backend, private.as_mut()) {
+        (Backend::Memory(broker), _) => broker.take_down(),
+        (_, Some(broker)) => broker.stop(),
+        _ => unreachable!(),
+    }
+    for node in [n0, n1] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = node.ready().await;
+            if status == 503 {
+                assert!(body.contains("unreachable"), "{body}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "still ready: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Local delivery goes on.
+    n0.api().trigger(&["local"], "still", "here").await;
+    a.expect("still").await;
+    b.expect("still").await;
+    match (&backend, private.as_mut()) {
+        (Backend::Memory(broker), _) => broker.bring_up(),
+        (_, Some(broker)) => broker.start(),
+        _ => unreachable!(),
+    }
+    cluster.wait_ready().await;
+    // Presence made during or after the outage is visible everywhere again.
+    let mut late = n1.client().await;
+    late.subscribe("local").await;
+    until(
+        n0,
+        "/channels/local",
+        &[("info", "subscription_count")],
+        |b| b["subscription_count"] == 3,
+    )
+    .await;
+}
+
+macro_rules! suite {
+    ($($scenario:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::memory()).await })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::shared_redis()).await })*
+        }
+        mod nats {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(super::Backend::shared_nats()).await })*
+        }
+    };
+}
+
+suite!(
+    events_reach_every_node_once_in_order,
+    presence_is_one_roster_across_nodes,
+    http_reads_answer_for_the_whole_cluster,
+    a_killed_node_leaves_no_ghost_members,
+    a_rolling_restart_hands_presence_over_silently,
+    ready_follows_the_broker,
+);
