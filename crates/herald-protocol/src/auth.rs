@@ -78,10 +78,11 @@ fn decode(text: &str) -> String {
 /// `key=value` pairs except `auth_signature`, sorted bytewise by key, joined with `&`,
 /// values not escaped.
 pub fn canonical_query(params: &[(String, String)]) -> String {
+    // Lower-case first: `Auth_Signature` is the same parameter and is not signed either.
     let mut pairs: Vec<_> = params
         .iter()
-        .filter(|(key, _)| key != "auth_signature")
         .map(|(key, value)| (key.to_ascii_lowercase(), value.as_str()))
+        .filter(|(key, _)| key != "auth_signature")
         .collect();
     pairs.sort();
     pairs

@@ -113,12 +113,13 @@ struct SigninData {
 impl ClientMessage {
     /// Decodes one text frame.
     pub fn parse(text: &str) -> Result<Self, MessageError> {
-        let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|_| {
-            match serde_json::from_str::<IgnoredAny>(text) {
+        let envelope: Envelope<'_> = serde_json::from_str(text)
+            .ok()
+            .filter(|_| is_object(text))
+            .ok_or_else(|| match serde_json::from_str::<IgnoredAny>(text) {
                 Ok(_) => MessageError::NotAnObject,
                 Err(_) => MessageError::InvalidJson,
-            }
-        })?;
+            })?;
         let event = envelope.event;
         match event.as_str() {
             "pusher:ping" => Ok(Self::Ping),
@@ -177,5 +178,15 @@ fn decode_data<T: for<'de> Deserialize<'de>>(
         Ok(inner) => inner,
         Err(_) => raw.get().to_owned(),
     };
+    if !is_object(&text) {
+        return Err(bad("data must be a JSON object".to_owned()));
+    }
     serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// Serde reads a struct from a JSON array as well (fields by position); frames and their
+/// `data` are objects only.
+fn is_object(json: &str) -> bool {
+    json.trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
 }

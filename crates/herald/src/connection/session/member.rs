@@ -72,4 +72,87 @@ mod tests {
         let big_info = format!(r#"{{"user_id":"1","user_info":"{}"}}"#, "x".repeat(1100));
         assert!(parse(&big_info, &app).is_err());
     }
+
+    // The fuzz targets cannot reach this private parser, so its properties live here.
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(any::<String>(), inner, 0..4)
+                        .prop_map(|map| Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn small_limits() -> App {
+            let mut app = App::new("1", "k", "s");
+            app.limits.max_presence_user_id_length = 16;
+            app.limits.max_presence_user_info_bytes = 64;
+            app
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_is_a_member_or_an_error(text in any::<String>()) {
+                let _ = parse(&text, &App::new("1", "k", "s"));
+            }
+
+            /// String ids are kept as sent and `user_info` keeps its bytes, within limits.
+            #[test]
+            fn members_keep_their_id_and_info(
+                id in ".{1,20}",
+                info in proptest::option::of(json_value()),
+                pretty in any::<bool>(),
+            ) {
+                let app = small_limits();
+                let info_text = info.as_ref().map(|i| {
+                    if pretty { serde_json::to_string_pretty(i) } else { serde_json::to_string(i) }
+                        .expect("serialises")
+                });
+                let text = match &info_text {
+                    Some(raw) => format!(r#"{{"user_info":{raw},"user_id":{}}}"#, json!(id)),
+                    None => json!({ "user_id": id }).to_string(),
+                };
+                let result = parse(&text, &app);
+                let info_len = info_text.as_ref().map_or(0, String::len);
+                if id.len() > 16 || info_len > 64 {
+                    prop_assert!(result.is_err(), "{}", text);
+                } else {
+                    let member = result.map_err(TestCaseError::fail)?;
+                    prop_assert_eq!(&member.user_id, &id);
+                    let kept = member.user_info.as_ref().map(|i| i.get());
+                    // A JSON null is no info at all.
+                    let expected = info_text.as_deref().filter(|t| *t != "null");
+                    prop_assert_eq!(kept, expected);
+                }
+            }
+
+            #[test]
+            fn numeric_ids_become_their_decimal_text(id in any::<i64>()) {
+                let member = parse(&json!({ "user_id": id }).to_string(), &App::new("1", "k", "s"))
+                    .map_err(TestCaseError::fail)?;
+                prop_assert_eq!(member.user_id, id.to_string());
+            }
+
+            #[test]
+            fn other_ids_are_refused(id in json_value().prop_filter("not an id", |v| {
+                !v.is_number() && v.as_str().is_none_or(str::is_empty)
+            })) {
+                let text = json!({ "user_id": id }).to_string();
+                prop_assert!(parse(&text, &App::new("1", "k", "s")).is_err(), "{}", text);
+            }
+        }
+    }
 }
