@@ -7,6 +7,7 @@
 //! - [`hub`]: the sharded registry of channels, subscribers and presence rosters.
 //! - [`connection`]: one WebSocket: handshake, session state, outbox, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
+//! - [`listener`]: the accept loop; HTTP connections until they upgrade (deadlines, per-IP cap).
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
 
@@ -15,6 +16,7 @@ pub mod apps;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod webhooks;
@@ -31,8 +33,12 @@ use metrics::Metrics;
 use node::Node;
 use webhooks::Webhooks;
 
-/// Serves `config` on `listener` until `shutdown` is cancelled, then tells every client to
-/// reconnect (4200) and waits up to `shutdown_grace` seconds for them to go.
+/// Time allowed after the grace period for storing the webhook events of closed connections.
+const FLUSH_BOUND: Duration = Duration::from_secs(1);
+
+/// Serves `config` on `listener` until `shutdown` is cancelled, then stops accepting, tells
+/// every client to reconnect (4200), drains HTTP connections, and returns within
+/// `shutdown_grace` (plus at most [`FLUSH_BOUND`]) whatever the clients do.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -55,29 +61,32 @@ pub async fn run(
     };
     let node = Arc::new(Node::new(
         apps,
-        config.server,
+        config.server.clone(),
         webhooks,
-        metrics,
+        metrics.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(node.clone().run_ticks());
     let router = api::router(node.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let http = listener::serve(listener, router, &config.server, metrics, shutdown).await;
+    // HTTP connections and WebSocket tasks drain together, against one deadline.
+    let deadline = tokio::time::Instant::now() + grace;
     node.tasks.close();
-    if tokio::time::timeout(grace, node.tasks.wait())
-        .await
-        .is_err()
-    {
+    let drained = async { tokio::join!(http.wait(), node.tasks.wait()) };
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
-            remaining = node.tasks.len(),
+            websockets = node.tasks.len(),
+            http = http.len(),
             "connections still open after the shutdown grace period"
         );
     }
     // Webhook events of the connections that just closed are stored before we exit.
-    if let Some(webhooks) = &node.webhooks {
-        webhooks.flush().await;
+    if let Some(webhooks) = &node.webhooks
+        && tokio::time::timeout(FLUSH_BOUND, webhooks.flush())
+            .await
+            .is_err()
+    {
+        tracing::warn!("webhook events of closing connections were not all stored in time");
     }
     Ok(())
 }
