@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
@@ -36,11 +37,11 @@ const REQUEST: u8 = 1;
 const IDLE: u8 = 2;
 
 /// Updated from inside the connection's own poll (reads, the service), read by its task.
-/// Times are milliseconds since `start`.
+/// Times are milliseconds since `start`. An upgraded socket keeps it (48 bytes) for its life.
 #[derive(Debug)]
 pub struct Deadline {
     start: Instant,
-    timeouts: Timeouts,
+    timeouts: Arc<Timeouts>,
     phase: AtomicU8,
     due: AtomicU64,
     cap: AtomicU64,
@@ -48,12 +49,12 @@ pub struct Deadline {
 
 impl Deadline {
     /// A new connection must send its first request's headers within `timeouts.header`.
-    pub fn new(timeouts: Timeouts) -> Self {
+    pub fn new(timeouts: Arc<Timeouts>) -> Self {
         Self {
             start: Instant::now(),
-            timeouts,
             phase: AtomicU8::new(HEAD),
             due: AtomicU64::new(millis(timeouts.header)),
+            timeouts,
             cap: AtomicU64::new(u64::MAX),
         }
     }
@@ -131,12 +132,16 @@ fn millis(duration: Duration) -> u64 {
 /// A socket that tells its [`Deadline`] when bytes arrive.
 pub struct Watched<S> {
     inner: S,
-    deadline: std::sync::Arc<Deadline>,
+    /// Dropped at the first read after the upgrade, when nothing else holds it any more.
+    deadline: Option<Arc<Deadline>>,
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, deadline: std::sync::Arc<Deadline>) -> Self {
-        Self { inner, deadline }
+    pub fn new(inner: S, deadline: Arc<Deadline>) -> Self {
+        Self {
+            inner,
+            deadline: Some(deadline),
+        }
     }
 }
 
@@ -149,8 +154,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.deadline.on_read();
+        if buf.filled().len() > before
+            && let Some(deadline) = &this.deadline
+        {
+            // Only this socket holds it once the HTTP connection has upgraded and ended:
+            // a WebSocket needs no deadline from here, nor its memory.
+            if Arc::strong_count(deadline) == 1 {
+                this.deadline = None;
+            } else {
+                deadline.on_read();
+            }
         }
         polled
     }
@@ -189,7 +202,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 #[cfg(test)]
 mod tests {
     use std::pin::pin;
-    use std::sync::Arc;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -206,9 +218,14 @@ mod tests {
         (phase, at - Instant::now())
     }
 
+    #[test]
+    fn stays_small_for_the_life_of_a_websocket() {
+        assert!(std::mem::size_of::<Deadline>() <= 48);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn each_phase_sets_its_own_deadline() {
-        let deadline = Deadline::new(TIMEOUTS);
+        let deadline = Deadline::new(Arc::new(TIMEOUTS));
         assert_eq!(due_in(&deadline), (Phase::Head, TIMEOUTS.header));
         tokio::time::advance(Duration::from_secs(4)).await;
         deadline.on_read();
@@ -235,7 +252,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_socket_expires_at_the_header_deadline() {
         let (server, _client) = tokio::io::duplex(64);
-        let deadline = Arc::new(Deadline::new(TIMEOUTS));
+        let deadline = Arc::new(Deadline::new(Arc::new(TIMEOUTS)));
         let mut socket = Watched::new(server, deadline.clone());
         let mut read = pin!(async move { socket.read_u8().await });
         let mut timer = pin!(tokio::time::sleep(Duration::ZERO));
@@ -249,12 +266,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bytes_on_an_idle_socket_start_the_header_deadline() {
         let (server, mut client) = tokio::io::duplex(64);
-        let deadline = Arc::new(Deadline::new(TIMEOUTS));
+        let deadline = Arc::new(Deadline::new(Arc::new(TIMEOUTS)));
         deadline.on_response();
         let mut socket = Watched::new(server, deadline.clone());
         client.write_all(b"G").await.expect("write");
         let mut byte = [0; 1];
         socket.read_exact(&mut byte).await.expect("read");
         assert_eq!(due_in(&deadline), (Phase::Head, TIMEOUTS.header));
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_socket_lets_go_of_its_deadline() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let deadline = Arc::new(Deadline::new(Arc::new(TIMEOUTS)));
+        let mut socket = Watched::new(server, deadline.clone());
+        let watch = Arc::downgrade(&deadline);
+        drop(deadline);
+        client.write_all(b"x").await.expect("write");
+        socket.read_u8().await.expect("read");
+        assert!(watch.upgrade().is_none());
     }
 }

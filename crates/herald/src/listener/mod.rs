@@ -41,7 +41,7 @@ const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\n
 struct Shared {
     router: Router,
     http: http1::Builder,
-    timeouts: Timeouts,
+    timeouts: Arc<Timeouts>,
     grace: Duration,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -63,11 +63,11 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         router,
         http,
-        timeouts: Timeouts {
+        timeouts: Arc::new(Timeouts {
             header: Duration::from_secs(server.header_read_timeout),
             request: Duration::from_secs(server.body_read_timeout) + HANDLER_MARGIN,
             keepalive: Duration::from_secs(server.keepalive_timeout),
-        },
+        }),
         grace: Duration::from_secs(server.shutdown_grace),
         metrics,
         shutdown,
@@ -133,7 +133,19 @@ fn refuse(stream: TcpStream, remote: SocketAddr, metrics: &Metrics) {
 
 /// Serves one connection until it upgrades, closes, misses its deadline or is drained.
 async fn connection(stream: TcpStream, remote: SocketAddr, slot: PendingSlot, shared: Arc<Shared>) {
-    let deadline = Arc::new(Deadline::new(shared.timeouts));
+    let deadline = Arc::new(Deadline::new(shared.timeouts.clone()));
+    // Until the first byte a connection costs its socket and this small future: hyper's
+    // connection and buffers (about 3 KB more) come with the request.
+    let mut first = [0; 1];
+    tokio::select! {
+        // `readable()` is ready at once for a new socket; a peek waits for a byte (or EOF).
+        peeked = tokio::time::timeout_at(deadline.current().1, stream.peek(&mut first)) => {
+            if peeked.is_err() {
+                return expired(Phase::Head, remote, &shared.metrics);
+            }
+        }
+        () = shared.shutdown.cancelled() => return,
+    }
     let io = TokioIo::new(Watched::new(stream, deadline.clone()));
     let service = {
         let (deadline, shared) = (deadline.clone(), shared.clone());
@@ -149,7 +161,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, slot: PendingSlot, sh
             }
         })
     };
-    let mut served = pin!(shared.http.serve_connection(io, service).with_upgrades());
+    let mut served = Box::pin(shared.http.serve_connection(io, service).with_upgrades());
     let mut timer = pin!(sleep(Duration::ZERO));
     let mut draining = false;
     let outcome = loop {
