@@ -8,6 +8,7 @@
 //! - [`outbox`]: a connection's bounded queue of shared frames, and Herald's [`outbox::Frame`].
 //! - [`connection`]: one WebSocket: handshake, session state, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
+//! - [`listener`]: the accept loop; HTTP connections until they upgrade (deadlines, per-IP cap).
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
 
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
@@ -35,8 +37,12 @@ use metrics::Metrics;
 use node::Node;
 use webhooks::Webhooks;
 
-/// Serves `config` on `listener` until `shutdown` is cancelled, then tells every client to
-/// reconnect (4200) and waits up to `shutdown_grace` seconds for them to go.
+/// Time allowed after the grace period for storing the webhook events of closed connections.
+const FLUSH_BOUND: Duration = Duration::from_secs(1);
+
+/// Serves `config` on `listener` until `shutdown` is cancelled, then stops accepting, tells
+/// every client to reconnect (4200), drains HTTP connections, and returns within
+/// `shutdown_grace` (plus at most [`FLUSH_BOUND`]) whatever the clients do.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -63,7 +69,13 @@ pub async fn run(
     let transport_stop = CancellationToken::new();
     let transport_tasks = TaskTracker::new();
     let draining = CancellationToken::new();
-    let mut node = Node::new(apps, config.server, webhooks, metrics, draining.clone());
+    let mut node = Node::new(
+        apps,
+        config.server.clone(),
+        webhooks,
+        metrics.clone(),
+        draining.clone(),
+    );
     let mut inbound = None;
     if let Some(settings) = &config.cluster {
         let (cluster, received) =
@@ -80,22 +92,25 @@ pub async fn run(
     }
     tokio::spawn(drain_on(shutdown.clone(), node.clone()));
     let router = api::router(node.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let http = listener::serve(listener, router, &config.server, metrics, shutdown).await;
+    // HTTP connections and WebSocket tasks drain together, against one deadline.
+    let deadline = tokio::time::Instant::now() + grace;
     node.tasks.close();
-    if tokio::time::timeout(grace, node.tasks.wait())
-        .await
-        .is_err()
-    {
+    let drained = async { tokio::join!(http.wait(), node.tasks.wait()) };
+    if tokio::time::timeout_at(deadline, drained).await.is_err() {
         tracing::warn!(
-            remaining = node.tasks.len(),
+            websockets = node.tasks.len(),
+            http = http.len(),
             "connections still open after the shutdown grace period"
         );
     }
     // Webhook events of the connections that just closed are stored before we exit.
-    if let Some(webhooks) = &node.webhooks {
-        webhooks.flush().await;
+    if let Some(webhooks) = &node.webhooks
+        && tokio::time::timeout(FLUSH_BOUND, webhooks.flush())
+            .await
+            .is_err()
+    {
+        tracing::warn!("webhook events of closing connections were not all stored in time");
     }
     transport_stop.cancel();
     transport_tasks.close();

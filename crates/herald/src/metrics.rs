@@ -16,6 +16,12 @@ pub struct Metrics {
     pub webhooks_delivered: AtomicU64,
     pub webhook_attempts_failed: AtomicU64,
     pub webhooks_dead_lettered: AtomicU64,
+    pub pending_connections_refused: AtomicU64,
+    pub header_timeouts: AtomicU64,
+    pub body_timeouts: AtomicU64,
+    pub request_timeouts: AtomicU64,
+    pub keepalive_timeouts: AtomicU64,
+    pub accept_errors: AtomicU64,
 }
 
 type Field = fn(&Metrics) -> &AtomicU64;
@@ -66,6 +72,36 @@ const COUNTERS: &[(&str, &str, Field)] = &[
         "herald_webhooks_dead_lettered_total",
         "Webhook events that ran out of retries.",
         |m| &m.webhooks_dead_lettered,
+    ),
+    (
+        "herald_pending_connections_refused_total",
+        "Connections closed at accept: their IP had max_pending_connections_per_ip connections not (yet) upgraded.",
+        |m| &m.pending_connections_refused,
+    ),
+    (
+        "herald_http_header_timeouts_total",
+        "HTTP connections closed because a request's headers took longer than header_read_timeout.",
+        |m| &m.header_timeouts,
+    ),
+    (
+        "herald_http_body_timeouts_total",
+        "HTTP API requests answered 408 because the body took longer than body_read_timeout.",
+        |m| &m.body_timeouts,
+    ),
+    (
+        "herald_http_request_timeouts_total",
+        "HTTP connections closed because a request was not answered within body_read_timeout plus 5 s.",
+        |m| &m.request_timeouts,
+    ),
+    (
+        "herald_http_keepalive_timeouts_total",
+        "Idle keep-alive HTTP connections closed after keepalive_timeout.",
+        |m| &m.keepalive_timeouts,
+    ),
+    (
+        "herald_accept_errors_total",
+        "Failed accepts (EMFILE and the like back off, 10 ms doubling to 1 s).",
+        |m| &m.accept_errors,
     ),
 ];
 

@@ -2,14 +2,15 @@
 //! raw path, the raw query and the raw body bytes, before any handler sees it.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use herald_protocol::auth::{self, body_md5, parse_query, request_string};
 
 use super::error::ApiError;
 use crate::apps::App;
+use crate::metrics::Metrics;
 use crate::node::Node;
 
 /// Seconds a request timestamp may differ from the server clock.
@@ -39,9 +40,7 @@ impl FromRequest<Arc<Node>> for Signed {
 
     async fn from_request(request: Request, node: &Arc<Node>) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge("Request body too large".into()))?;
+        let body = read_body(body, node).await?;
         let path = parts.uri.path();
         let params = parse_query(parts.uri.query().unwrap_or_default());
         let signed = Self {
@@ -51,6 +50,23 @@ impl FromRequest<Arc<Node>> for Signed {
         };
         signed.verify(parts.method.as_str(), path, unix_now())?;
         Ok(signed)
+    }
+}
+
+/// The whole body, within `body_read_timeout` of the handler's start (a client that stops
+/// sending mid-body gets 408 instead of holding the connection).
+async fn read_body(body: Body, node: &Node) -> Result<Bytes, ApiError> {
+    let within = Duration::from_secs(node.server.body_read_timeout);
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(ApiError::PayloadTooLarge("Request body too large".into())),
+        Err(_) => {
+            Metrics::add(&node.metrics.body_timeouts, 1);
+            Err(ApiError::RequestTimeout(format!(
+                "Request body not received within {}s",
+                within.as_secs()
+            )))
+        }
     }
 }
 
