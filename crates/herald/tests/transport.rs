@@ -675,3 +675,67 @@ async fn redis_sentinel_finds_the_master() {
 async fn redis_sentinel_resolves_the_master_again_after_an_outage() {
     outage_recovers_links_and_subscriptions_without_help(sentinel_rig()).await;
 }
+
+#[tokio::test]
+async fn redis_sentinel_failover_moves_the_link_to_the_promoted_replica() {
+    let mut master = PrivateBroker::redis(&[]);
+    let master_port = master.port.to_string();
+    let replica = PrivateBroker::redis(&["--replicaof", "127.0.0.1", &master_port]);
+    let sentinel = PrivateBroker::sentinel(&master);
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+    let mut rig = Rig::new(Broker::Redis(None), &url);
+    rig.keep.extend([replica, sentinel]);
+    let mut nodes = rig.nodes(2).await;
+    let topic = rig.topic("failover");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    settle(&mut nodes, 0, &topic, &[0, 1]).await;
+    // The Sentinel learns about the replica from the master's INFO; only then can it promote.
+    wait_until_sentinel_knows_a_replica(&rig.keep[1]).await;
+    master.stop();
+    for node in &nodes {
+        wait_link(node, Link::Down).await;
+    }
+    // The old master stays dead: Up again means the Sentinel was asked again and named the
+    // promoted replica.
+    for node in &nodes {
+        let mut link = node.transport.link();
+        timeout(
+            Duration::from_secs(30),
+            link.wait_for(|now| *now == Link::Up),
+        )
+        .await
+        .expect("link Up on the promoted replica")
+        .expect("link sender alive");
+    }
+    assert!(
+        nodes[1]
+            .transport
+            .publish(&topic, Bytes::from_static(b"promoted"))
+    );
+    for node in &mut nodes {
+        assert_eq!(recv(node).await.payload, "promoted");
+    }
+    rig.finish(nodes).await;
+}
+
+async fn wait_until_sentinel_knows_a_replica(sentinel: &PrivateBroker) {
+    let client = ::redis::Client::open(sentinel.url("redis")).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let replicas: Vec<::redis::Value> = ::redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg("mymaster")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !replicas.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never saw the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
