@@ -393,6 +393,34 @@ async fn outage_recovers_links_and_subscriptions_without_help(mut rig: Rig) {
     rig.finish(nodes).await;
 }
 
+async fn outage_resubscribes_thousands_of_topics(mut rig: Rig) {
+    let mut nodes = rig.nodes(2).await;
+    let topics: Vec<String> = (0..2_500).map(|i| rig.topic(&format!("c.{i}"))).collect();
+    topics.iter().for_each(|t| nodes[0].transport.subscribe(t));
+    rig.take_down();
+    for node in &nodes {
+        wait_link(node, Link::Down).await;
+    }
+    rig.bring_up();
+    for node in &nodes {
+        wait_link(node, Link::Up).await;
+    }
+    for topic in &topics {
+        assert!(
+            nodes[1]
+                .transport
+                .publish(topic, Bytes::from(topic.clone()))
+        );
+    }
+    let mut missing: std::collections::HashSet<String> = topics.iter().cloned().collect();
+    while !missing.is_empty() {
+        let message = recv(&mut nodes[0]).await;
+        assert_eq!(message.payload, message.topic.as_bytes());
+        missing.remove(&message.topic);
+    }
+    rig.finish(nodes).await;
+}
+
 /// Runs each scenario on every transport: the memory broker under paused time, Redis and
 /// NATS for real. `$shared` scenarios use the machine's brokers, `$outage` ones a private
 /// process they may kill.
@@ -428,7 +456,8 @@ suite!(
     ],
     outage: [
         publish_while_down_fails_and_is_counted,
-        outage_recovers_links_and_subscriptions_without_help
+        outage_recovers_links_and_subscriptions_without_help,
+        outage_resubscribes_thousands_of_topics
     ]
 );
 

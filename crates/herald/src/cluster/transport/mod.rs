@@ -13,6 +13,7 @@ pub mod redis;
 mod stats;
 mod topic;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,8 +75,8 @@ pub enum Driver {
     Nats,
 }
 
-/// How to reach the broker.
-#[derive(Clone, Debug)]
+/// How to reach the broker. `Debug` shows the URL redacted.
+#[derive(Clone)]
 pub struct Settings {
     /// Broker URL(s); may hold a password, which is never logged.
     pub url: String,
@@ -100,6 +101,18 @@ impl Settings {
             tls_ca: None,
             queue_capacity: 16_384,
         }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &redact_url(&self.url))
+            .field("start_degraded", &self.start_degraded)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls_ca", &self.tls_ca)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish()
     }
 }
 

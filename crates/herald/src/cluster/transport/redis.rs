@@ -21,6 +21,8 @@ use super::{Inbound, Link, Settings, TransportError, backoff};
 
 /// PUBLISH commands sent in one pipeline at most.
 const BATCH: usize = 512;
+/// Topics per SUBSCRIBE or UNSUBSCRIBE command.
+const TOPICS_PER_COMMAND: usize = 1_000;
 /// How often an idle pub/sub connection is checked, so a half-open link is noticed.
 const PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -351,13 +353,14 @@ impl Supervisor {
         subscribed: &mut HashSet<String>,
     ) -> RedisResult<()> {
         let (add, remove) = self.endpoint.changes(subscribed);
-        if !add.is_empty() {
-            sink.subscribe(&add).await?;
-            subscribed.extend(add);
+        // Chunks keep each command small when a reconnect resubscribes thousands of topics.
+        for chunk in add.chunks(TOPICS_PER_COMMAND) {
+            sink.subscribe(chunk).await?;
+            subscribed.extend(chunk.iter().cloned());
         }
-        if !remove.is_empty() {
-            sink.unsubscribe(&remove).await?;
-            remove.iter().for_each(|topic| {
+        for chunk in remove.chunks(TOPICS_PER_COMMAND) {
+            sink.unsubscribe(chunk).await?;
+            chunk.iter().for_each(|topic| {
                 subscribed.remove(topic);
             });
         }
