@@ -768,3 +768,89 @@ async fn wait_until_sentinel_knows_a_replica(sentinel: &PrivateBroker) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Not a test: figures for the report. `cargo test --release -p herald --test transport --
+/// --ignored measure --nocapture` prints, per transport, saturated throughput of 100,000
+/// 200-byte messages from one node to another, then publish -> receive latency at a
+/// steady 10,000 messages/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn measure_throughput_and_latency() {
+    for rig in [Rig::memory(), Rig::shared_redis(), Rig::shared_nats()] {
+        let name = rig.driver().name();
+        let mut nodes = rig.nodes(2).await;
+        let topic = rig.topic("bench");
+        nodes[1].transport.subscribe(&topic);
+        settle(&mut nodes, 0, &topic, &[1]).await;
+        let (sent_at, rate) = measure_throughput(&mut nodes, &topic, 100_000).await;
+        let latencies = measure_latency(&mut nodes, &topic, 20_000, sent_at).await;
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        eprintln!(
+            "{name}: {rate:.0} msg/s saturated; latency at 10k msg/s p50 {:?} p99 {:?} max {:?}",
+            pct(0.50),
+            pct(0.99),
+            latencies[latencies.len() - 1]
+        );
+        rig.finish(nodes).await;
+    }
+}
+
+/// Publishes `n` messages as fast as the queue takes them; returns the clock base and the
+/// receive rate.
+async fn measure_throughput(nodes: &mut [Node], topic: &str, n: usize) -> (Instant, f64) {
+    let payload = Bytes::from(vec![b'x'; 200]);
+    let started = Instant::now();
+    let publisher = nodes[0].transport.clone();
+    let topic_owned = topic.to_owned();
+    let publishing = tokio::spawn(async move {
+        let mut full = 0u64;
+        for _ in 0..n {
+            while !publisher.publish(&topic_owned, payload.clone()) {
+                full += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+        full
+    });
+    for _ in 0..n {
+        recv(&mut nodes[1]).await;
+    }
+    let elapsed = started.elapsed();
+    let full = publishing.await.unwrap();
+    eprintln!("  {n} messages in {elapsed:?} ({full} refused while the queue was full)");
+    (started, n as f64 / elapsed.as_secs_f64())
+}
+
+/// Publishes `n` messages at 10 per millisecond, each stamped with its send time; returns
+/// the sorted latencies.
+async fn measure_latency(
+    nodes: &mut [Node],
+    topic: &str,
+    n: usize,
+    base: Instant,
+) -> Vec<Duration> {
+    let publisher = nodes[0].transport.clone();
+    let topic_owned = topic.to_owned();
+    let publishing = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for _ in 0..n / 10 {
+            tick.tick().await;
+            for _ in 0..10 {
+                let mut payload = vec![b'x'; 200];
+                let nanos = base.elapsed().as_nanos() as u64;
+                payload[..8].copy_from_slice(&nanos.to_be_bytes());
+                assert!(publisher.publish(&topic_owned, payload.into()));
+            }
+        }
+    });
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let message = recv(&mut nodes[1]).await;
+        let sent = u64::from_be_bytes(message.payload[..8].try_into().unwrap());
+        latencies.push(base.elapsed() - Duration::from_nanos(sent));
+    }
+    publishing.await.unwrap();
+    latencies.sort();
+    latencies
+}

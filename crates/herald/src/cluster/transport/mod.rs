@@ -147,17 +147,45 @@ pub async fn connect(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    match driver {
-        Driver::Memory(broker) => {
-            Ok(broker.join(settings.queue_capacity, inbound, shutdown, tasks))
-        }
+    let transport: Arc<dyn Transport> = match driver {
+        Driver::Memory(broker) => broker.join(settings.queue_capacity, inbound, shutdown, tasks),
         #[cfg(feature = "redis")]
-        Driver::Redis => Ok(redis::connect(settings, inbound, shutdown, tasks).await?),
+        Driver::Redis => redis::connect(settings, inbound, shutdown, tasks).await?,
         #[cfg(not(feature = "redis"))]
-        Driver::Redis => Err(TransportError::NotBuilt("redis")),
+        Driver::Redis => return Err(TransportError::NotBuilt("redis")),
         #[cfg(feature = "nats")]
-        Driver::Nats => Ok(nats::connect(settings, inbound, shutdown, tasks).await?),
+        Driver::Nats => nats::connect(settings, inbound, shutdown, tasks).await?,
         #[cfg(not(feature = "nats"))]
-        Driver::Nats => Err(TransportError::NotBuilt("nats")),
+        Driver::Nats => return Err(TransportError::NotBuilt("nats")),
+    };
+    let link = *transport.link().borrow();
+    let url = redact_url(&settings.url);
+    tracing::info!(driver = driver.name(), %url, ?link, "cluster transport started");
+    Ok(transport)
+}
+
+impl Driver {
+    /// `memory`, `redis` or `nats`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis => "redis",
+            Self::Nats => "nats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn settings_debug_hides_the_broker_password() {
+        let settings = Settings::new("redis://:hunter2@db:6379/0");
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***@db"),
+            "{shown}"
+        );
     }
 }
