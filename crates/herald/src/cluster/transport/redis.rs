@@ -210,51 +210,63 @@ impl Supervisor {
         shutdown: CancellationToken,
     ) {
         let url = redact_url(&self.settings.url);
-        let mut failures = 0;
+        // A degraded start says once that Redis is away; an outage already said "link down".
+        let mut announce = first.is_none();
         let mut down_since = Instant::now();
         loop {
-            let session = match first.take() {
-                Some(session) => session,
-                None => {
-                    let attempt = timeout(
-                        self.settings.connect_timeout,
-                        self.target.open(&self.settings),
-                    );
-                    let opened = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        opened = attempt => opened,
-                    };
-                    match opened {
-                        Ok(Ok(session)) => session,
-                        failed => {
-                            failures += 1;
-                            let cause = match failed {
-                                Ok(Err(e)) => redact_text(&e.to_string(), &self.settings.url),
-                                _ => "timed out".to_owned(),
-                            };
-                            // One line per outage; the retries are debug noise.
-                            if failures == 1 {
-                                tracing::warn!(%url, %cause, "redis unreachable; retrying");
-                            } else {
-                                tracing::debug!(%url, %cause, failures, "redis still unreachable");
-                            }
-                            tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                () = sleep(backoff::delay(failures)) => continue,
-                            }
-                        }
-                    }
-                }
+            let (session, failures) = match first.take() {
+                Some(session) => (session, 0),
+                None => match self.reconnect(announce, &shutdown).await {
+                    Some(opened) => opened,
+                    None => return,
+                },
             };
+            announce = false;
             let served = self.serve(session, &mut queue, &shutdown, down_since, failures);
             let Err(e) = served.await else { return };
             self.endpoint.set_link(Link::Down);
             self.endpoint.drop_queued(&mut queue);
             let cause = redact_text(&e.to_string(), &self.settings.url);
             tracing::warn!(%url, %cause, "redis link down; reconnecting");
-            failures = 0;
             down_since = Instant::now();
         }
+    }
+
+    /// Opens a session, retrying with backoff (the first try is immediate, for short blips).
+    /// Returns it with the number of failed tries, or None on shutdown.
+    async fn reconnect(
+        &mut self,
+        announce: bool,
+        shutdown: &CancellationToken,
+    ) -> Option<(Session, usize)> {
+        let url = redact_url(&self.settings.url);
+        for failures in 0.. {
+            if failures > 0 {
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = sleep(backoff::delay(failures)) => {}
+                }
+            }
+            let attempt = timeout(
+                self.settings.connect_timeout,
+                self.target.open(&self.settings),
+            );
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                opened = attempt => opened,
+            };
+            let cause = match opened {
+                Ok(Ok(session)) => return Some((session, failures)),
+                Ok(Err(e)) => redact_text(&e.to_string(), &self.settings.url),
+                Err(_) => "timed out".to_owned(),
+            };
+            if failures == 0 && announce {
+                tracing::warn!(%url, %cause, "redis unreachable; retrying");
+            } else {
+                tracing::debug!(%url, %cause, failures, "redis still unreachable");
+            }
+        }
+        None
     }
 
     /// Runs one session until shutdown (Ok) or its first error.
