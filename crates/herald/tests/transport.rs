@@ -103,7 +103,11 @@ impl Rig {
     }
 
     async fn try_node(&self) -> Result<Node, TransportError> {
-        let (tx, inbound) = mpsc::channel(INBOUND);
+        self.node_with_inbound(INBOUND).await
+    }
+
+    async fn node_with_inbound(&self, capacity: usize) -> Result<Node, TransportError> {
+        let (tx, inbound) = mpsc::channel(capacity);
         let driver = self.driver();
         let started = transport::connect(&driver, &self.settings, tx, &self.shutdown, &self.tasks);
         let transport = started.await?;
@@ -334,6 +338,49 @@ async fn large_payload_arrives_intact(rig: Rig) {
     rig.finish(nodes).await;
 }
 
+async fn full_inbound_drops_and_counts_without_blocking_the_reader(rig: Rig) {
+    let mut nodes = rig.nodes(1).await;
+    nodes.push(rig.node_with_inbound(1).await.expect("transport connects"));
+    let topic = rig.topic("flood");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    settle(&mut nodes, 0, &topic, &[0, 1]).await;
+    // Node 0's messages arrive in order: after this fence no probe is still on its way.
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"fence"))
+    );
+    while recv(&mut nodes[1]).await.payload != "fence" {}
+    let stats = || nodes[1].transport.stats().counts();
+    let before = stats();
+    for seq in 0..100 {
+        assert!(
+            nodes[0]
+                .transport
+                .publish(&topic, Bytes::from(format!("flood-{seq}")))
+        );
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats().received < before.received + 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {:?} received",
+            stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The one slot holds the first message; the other 99 were dropped and counted.
+    assert_eq!(stats().inbound_dropped, before.inbound_dropped + 99);
+    assert_eq!(recv(&mut nodes[1]).await.payload, "flood-0");
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"after"))
+    );
+    assert_eq!(recv(&mut nodes[1]).await.payload, "after");
+    rig.finish(nodes).await;
+}
+
 async fn publish_while_down_fails_and_is_counted(mut rig: Rig) {
     let nodes = rig.nodes(2).await;
     rig.take_down();
@@ -452,7 +499,8 @@ suite!(
         pub_sub_reaches_every_node_including_the_publisher,
         one_publishers_order_holds_for_10000_messages,
         unsubscribe_stops_delivery,
-        large_payload_arrives_intact
+        large_payload_arrives_intact,
+        full_inbound_drops_and_counts_without_blocking_the_reader
     ],
     outage: [
         publish_while_down_fails_and_is_counted,
