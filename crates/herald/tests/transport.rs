@@ -753,6 +753,7 @@ async fn redis_sentinel_resolves_the_master_again_after_an_outage() {
     outage_recovers_links_and_subscriptions_without_help(sentinel_rig()).await;
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_sentinel_failover_moves_the_link_to_the_promoted_replica() {
     let mut master = PrivateBroker::redis(&[]);
@@ -795,6 +796,7 @@ async fn redis_sentinel_failover_moves_the_link_to_the_promoted_replica() {
     rig.finish(nodes).await;
 }
 
+#[cfg(feature = "redis")]
 async fn wait_until_sentinel_knows_a_replica(sentinel: &PrivateBroker) {
     let client = ::redis::Client::open(sentinel.url("redis")).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();

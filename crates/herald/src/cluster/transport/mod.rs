@@ -2,6 +2,7 @@
 //! Envelopes, echo suppression and replicated state live above it, written once; the three
 //! implementations (memory, Redis, NATS) only differ in how bytes reach the broker.
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod backoff;
 mod endpoint;
 pub mod memory;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use memory::{MemoryBroker, MemoryNodeId, MemoryTransport};
-pub use redact::redact_url;
+pub use redact::{redact_text, redact_url};
 pub use stats::{TransportCounts, TransportStats};
 pub use topic::is_valid_topic;
 
