@@ -16,7 +16,7 @@ pub fn require_shared_redis() -> &'static str {
     require(
         "127.0.0.1:6379",
         "Redis",
-        "redis-server --daemonize yes --save ''",
+        "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
     );
     SHARED_REDIS
 }
@@ -26,7 +26,8 @@ pub fn require_shared_nats() -> &'static str {
     require(
         "127.0.0.1:4222",
         "NATS",
-        "/usr/sbin/nats-server -a 127.0.0.1 -p 4222 &",
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+         -a 127.0.0.1 -p 4222",
     );
     SHARED_NATS
 }
