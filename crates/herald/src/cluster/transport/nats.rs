@@ -1,6 +1,6 @@
 //! NATS core pub/sub. The client reconnects and resubscribes by itself; we map its events to
-//! [`Link`], confirming with a round trip (PING/PONG) that the resubscriptions reached the
-//! server before saying Up. Until the first connect (degraded start) we retry ourselves.
+//! [`Link`], saying Up only when an echo of our own proves the server has the subscriptions
+//! again. Until the first connect (degraded start) we retry ourselves.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -22,6 +22,8 @@ use super::{Inbound, Link, Settings, TransportError, backoff};
 
 /// Publishes handed to the client per turn of the writer.
 const BATCH: usize = 512;
+/// How often the client pings the server, so a half-open connection is noticed.
+const PING_EVERY: Duration = Duration::from_secs(10);
 /// How often a Down link on a connected client tries to confirm its subscriptions again.
 const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
@@ -137,9 +139,14 @@ struct Connector {
 impl Connector {
     fn options(&self) -> ConnectOptions {
         let events = self.events_tx.clone();
+        // Startup tries every server within `connect_timeout`: a blackholed first server must
+        // not use up the whole budget.
+        let servers = self.servers.servers.len().max(1) as u32;
+        let per_server = (self.settings.connect_timeout / servers).max(Duration::from_millis(500));
         let mut options = ConnectOptions::new()
             .name("herald")
-            .connection_timeout(self.settings.connect_timeout)
+            .connection_timeout(per_server)
+            .ping_interval(PING_EVERY)
             .reconnect_delay_callback(backoff::delay)
             .event_callback(move |event| {
                 let events = events.clone();
