@@ -103,7 +103,11 @@ impl Rig {
     }
 
     async fn try_node(&self) -> Result<Node, TransportError> {
-        let (tx, inbound) = mpsc::channel(INBOUND);
+        self.node_with_inbound(INBOUND).await
+    }
+
+    async fn node_with_inbound(&self, capacity: usize) -> Result<Node, TransportError> {
+        let (tx, inbound) = mpsc::channel(capacity);
         let driver = self.driver();
         let started = transport::connect(&driver, &self.settings, tx, &self.shutdown, &self.tasks);
         let transport = started.await?;
@@ -334,6 +338,49 @@ async fn large_payload_arrives_intact(rig: Rig) {
     rig.finish(nodes).await;
 }
 
+async fn full_inbound_drops_and_counts_without_blocking_the_reader(rig: Rig) {
+    let mut nodes = rig.nodes(1).await;
+    nodes.push(rig.node_with_inbound(1).await.expect("transport connects"));
+    let topic = rig.topic("flood");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    settle(&mut nodes, 0, &topic, &[0, 1]).await;
+    // Node 0's messages arrive in order: after this fence no probe is still on its way.
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"fence"))
+    );
+    while recv(&mut nodes[1]).await.payload != "fence" {}
+    let stats = || nodes[1].transport.stats().counts();
+    let before = stats();
+    for seq in 0..100 {
+        assert!(
+            nodes[0]
+                .transport
+                .publish(&topic, Bytes::from(format!("flood-{seq}")))
+        );
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stats().received < before.received + 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {:?} received",
+            stats()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The one slot holds the first message; the other 99 were dropped and counted.
+    assert_eq!(stats().inbound_dropped, before.inbound_dropped + 99);
+    assert_eq!(recv(&mut nodes[1]).await.payload, "flood-0");
+    assert!(
+        nodes[0]
+            .transport
+            .publish(&topic, Bytes::from_static(b"after"))
+    );
+    assert_eq!(recv(&mut nodes[1]).await.payload, "after");
+    rig.finish(nodes).await;
+}
+
 async fn publish_while_down_fails_and_is_counted(mut rig: Rig) {
     let nodes = rig.nodes(2).await;
     rig.take_down();
@@ -393,6 +440,34 @@ async fn outage_recovers_links_and_subscriptions_without_help(mut rig: Rig) {
     rig.finish(nodes).await;
 }
 
+async fn outage_resubscribes_thousands_of_topics(mut rig: Rig) {
+    let mut nodes = rig.nodes(2).await;
+    let topics: Vec<String> = (0..2_500).map(|i| rig.topic(&format!("c.{i}"))).collect();
+    topics.iter().for_each(|t| nodes[0].transport.subscribe(t));
+    rig.take_down();
+    for node in &nodes {
+        wait_link(node, Link::Down).await;
+    }
+    rig.bring_up();
+    for node in &nodes {
+        wait_link(node, Link::Up).await;
+    }
+    for topic in &topics {
+        assert!(
+            nodes[1]
+                .transport
+                .publish(topic, Bytes::from(topic.clone()))
+        );
+    }
+    let mut missing: std::collections::HashSet<String> = topics.iter().cloned().collect();
+    while !missing.is_empty() {
+        let message = recv(&mut nodes[0]).await;
+        assert_eq!(message.payload, message.topic.as_bytes());
+        missing.remove(&message.topic);
+    }
+    rig.finish(nodes).await;
+}
+
 /// Runs each scenario on every transport: the memory broker under paused time, Redis and
 /// NATS for real. `$shared` scenarios use the machine's brokers, `$outage` ones a private
 /// process they may kill.
@@ -424,11 +499,13 @@ suite!(
         pub_sub_reaches_every_node_including_the_publisher,
         one_publishers_order_holds_for_10000_messages,
         unsubscribe_stops_delivery,
-        large_payload_arrives_intact
+        large_payload_arrives_intact,
+        full_inbound_drops_and_counts_without_blocking_the_reader
     ],
     outage: [
         publish_while_down_fails_and_is_counted,
-        outage_recovers_links_and_subscriptions_without_help
+        outage_recovers_links_and_subscriptions_without_help,
+        outage_resubscribes_thousands_of_topics
     ]
 );
 
@@ -674,4 +751,176 @@ async fn redis_sentinel_finds_the_master() {
 #[tokio::test]
 async fn redis_sentinel_resolves_the_master_again_after_an_outage() {
     outage_recovers_links_and_subscriptions_without_help(sentinel_rig()).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_sentinel_failover_moves_the_link_to_the_promoted_replica() {
+    let mut master = PrivateBroker::redis(&[]);
+    let master_port = master.port.to_string();
+    let replica = PrivateBroker::redis(&["--replicaof", "127.0.0.1", &master_port]);
+    let sentinel = PrivateBroker::sentinel(&master);
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster", sentinel.port);
+    let mut rig = Rig::new(Broker::Redis(None), &url);
+    rig.keep.extend([replica, sentinel]);
+    let mut nodes = rig.nodes(2).await;
+    let topic = rig.topic("failover");
+    nodes.iter().for_each(|n| n.transport.subscribe(&topic));
+    settle(&mut nodes, 0, &topic, &[0, 1]).await;
+    // The Sentinel learns about the replica from the master's INFO; only then can it promote.
+    wait_until_sentinel_knows_a_replica(&rig.keep[1]).await;
+    master.stop();
+    for node in &nodes {
+        wait_link(node, Link::Down).await;
+    }
+    // The old master stays dead: Up again means the Sentinel was asked again and named the
+    // promoted replica.
+    for node in &nodes {
+        let mut link = node.transport.link();
+        timeout(
+            Duration::from_secs(30),
+            link.wait_for(|now| *now == Link::Up),
+        )
+        .await
+        .expect("link Up on the promoted replica")
+        .expect("link sender alive");
+    }
+    assert!(
+        nodes[1]
+            .transport
+            .publish(&topic, Bytes::from_static(b"promoted"))
+    );
+    for node in &mut nodes {
+        assert_eq!(recv(node).await.payload, "promoted");
+    }
+    rig.finish(nodes).await;
+}
+
+#[cfg(feature = "redis")]
+async fn wait_until_sentinel_knows_a_replica(sentinel: &PrivateBroker) {
+    let client = ::redis::Client::open(sentinel.url("redis")).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let replicas: Vec<::redis::Value> = ::redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg("mymaster")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !replicas.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never saw the replica"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Not a test: figures for the report. `cargo test --release -p herald --test transport --
+/// --ignored measure --nocapture` prints, per transport, saturated throughput of 100,000
+/// 200-byte messages from one node to another, then publish -> receive latency at a
+/// steady 10,000 messages/s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, run by hand"]
+async fn measure_throughput_and_latency() {
+    for rig in [Rig::memory(), Rig::shared_redis(), Rig::shared_nats()] {
+        let name = rig.driver().name();
+        let mut nodes = rig.nodes(2).await;
+        let topic = rig.topic("bench");
+        nodes[1].transport.subscribe(&topic);
+        settle(&mut nodes, 0, &topic, &[1]).await;
+        let (sent_at, rate) = measure_throughput(&mut nodes, &topic, 100_000).await;
+        let latencies = measure_latency(&mut nodes, &topic, 20_000, sent_at).await;
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        eprintln!(
+            "{name}: {rate:.0} msg/s saturated; latency at 10k msg/s ({} samples) p50 {:?} p99 {:?} max {:?}",
+            latencies.len(),
+            pct(0.50),
+            pct(0.99),
+            latencies[latencies.len() - 1]
+        );
+        rig.finish(nodes).await;
+    }
+}
+
+/// Publishes `n` messages as fast as the queue takes them; returns the clock base and the
+/// receive rate.
+async fn measure_throughput(nodes: &mut [Node], topic: &str, n: usize) -> (Instant, f64) {
+    let payload = Bytes::from(vec![b'x'; 200]);
+    let started = Instant::now();
+    let publisher = nodes[0].transport.clone();
+    let topic_owned = topic.to_owned();
+    let publishing = tokio::spawn(async move {
+        let mut full = 0u64;
+        for _ in 0..n {
+            while !publisher.publish(&topic_owned, payload.clone()) {
+                full += 1;
+                tokio::task::yield_now().await;
+            }
+        }
+        full
+    });
+    let received = recv_for_measure(&mut nodes[1], n, |_| ()).await;
+    let elapsed = started.elapsed();
+    let full = publishing.await.unwrap();
+    let dropped = nodes[1].transport.stats().counts().inbound_dropped;
+    eprintln!(
+        "  {received} of {n} received in {elapsed:?} ({dropped} dropped by a full inbound, \
+         publish refused {full} times while the queue was full)"
+    );
+    (started, received as f64 / elapsed.as_secs_f64())
+}
+
+/// Receives up to `n` data messages, stopping early after a second of silence (pub/sub is
+/// at-most-once: a full inbound channel drops). Returns how many arrived.
+async fn recv_for_measure(node: &mut Node, n: usize, mut each: impl FnMut(Inbound)) -> usize {
+    let mut received = 0;
+    while received < n {
+        match timeout(Duration::from_secs(1), node.inbound.recv()).await {
+            Ok(Some(message)) if !message.payload.starts_with(PROBE) => {
+                received += 1;
+                each(message);
+            }
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    received
+}
+
+/// Publishes `n` messages at 10 per millisecond, each stamped with its send time; returns
+/// the sorted latencies.
+async fn measure_latency(
+    nodes: &mut [Node],
+    topic: &str,
+    n: usize,
+    base: Instant,
+) -> Vec<Duration> {
+    let publisher = nodes[0].transport.clone();
+    let topic_owned = topic.to_owned();
+    let publishing = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for _ in 0..n / 10 {
+            tick.tick().await;
+            for _ in 0..10 {
+                let mut payload = vec![b'x'; 200];
+                let nanos = base.elapsed().as_nanos() as u64;
+                payload[..8].copy_from_slice(&nanos.to_be_bytes());
+                assert!(publisher.publish(&topic_owned, payload.into()));
+            }
+        }
+    });
+    let mut latencies = Vec::with_capacity(n);
+    recv_for_measure(&mut nodes[1], n, |message| {
+        let sent = u64::from_be_bytes(message.payload[..8].try_into().unwrap());
+        latencies.push(base.elapsed() - Duration::from_nanos(sent));
+    })
+    .await;
+    publishing.await.unwrap();
+    latencies.sort();
+    latencies
 }

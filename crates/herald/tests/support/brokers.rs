@@ -16,7 +16,7 @@ pub fn require_shared_redis() -> &'static str {
     require(
         "127.0.0.1:6379",
         "Redis",
-        "redis-server --daemonize yes --save ''",
+        "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no",
     );
     SHARED_REDIS
 }
@@ -26,7 +26,8 @@ pub fn require_shared_nats() -> &'static str {
     require(
         "127.0.0.1:4222",
         "NATS",
-        "/usr/sbin/nats-server -a 127.0.0.1 -p 4222 &",
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+         -a 127.0.0.1 -p 4222",
     );
     SHARED_NATS
 }
@@ -105,13 +106,16 @@ impl PrivateBroker {
         Self::spawn("redis-server".into(), args, port, dir)
     }
 
-    /// A Redis Sentinel on a free port watching `master` (named `mymaster`, quorum 1).
+    /// A Redis Sentinel on a free port watching `master` (named `mymaster`, quorum 1), quick
+    /// to fail over: the master counts as down after 500 ms.
     pub fn sentinel(master: &PrivateBroker) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = dir.path().join("sentinel.conf");
         let text = format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n",
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+             sentinel down-after-milliseconds mymaster 500\n\
+             sentinel failover-timeout mymaster 2000\n",
             dir.path().display(),
             master.port
         );

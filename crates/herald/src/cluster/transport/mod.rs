@@ -2,6 +2,7 @@
 //! Envelopes, echo suppression and replicated state live above it, written once; the three
 //! implementations (memory, Redis, NATS) only differ in how bytes reach the broker.
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod backoff;
 mod endpoint;
 pub mod memory;
@@ -13,6 +14,7 @@ pub mod redis;
 mod stats;
 mod topic;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use memory::{MemoryBroker, MemoryNodeId, MemoryTransport};
-pub use redact::redact_url;
+pub use redact::{redact_text, redact_url};
 pub use stats::{TransportCounts, TransportStats};
 pub use topic::is_valid_topic;
 
@@ -74,8 +76,8 @@ pub enum Driver {
     Nats,
 }
 
-/// How to reach the broker.
-#[derive(Clone, Debug)]
+/// How to reach the broker. `Debug` shows the URL redacted.
+#[derive(Clone)]
 pub struct Settings {
     /// Broker URL(s); may hold a password, which is never logged.
     pub url: String,
@@ -100,6 +102,18 @@ impl Settings {
             tls_ca: None,
             queue_capacity: 16_384,
         }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &redact_url(&self.url))
+            .field("start_degraded", &self.start_degraded)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls_ca", &self.tls_ca)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish()
     }
 }
 
@@ -134,17 +148,45 @@ pub async fn connect(
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> Result<Arc<dyn Transport>, TransportError> {
-    match driver {
-        Driver::Memory(broker) => {
-            Ok(broker.join(settings.queue_capacity, inbound, shutdown, tasks))
-        }
+    let transport: Arc<dyn Transport> = match driver {
+        Driver::Memory(broker) => broker.join(settings.queue_capacity, inbound, shutdown, tasks),
         #[cfg(feature = "redis")]
-        Driver::Redis => Ok(redis::connect(settings, inbound, shutdown, tasks).await?),
+        Driver::Redis => redis::connect(settings, inbound, shutdown, tasks).await?,
         #[cfg(not(feature = "redis"))]
-        Driver::Redis => Err(TransportError::NotBuilt("redis")),
+        Driver::Redis => return Err(TransportError::NotBuilt("redis")),
         #[cfg(feature = "nats")]
-        Driver::Nats => Ok(nats::connect(settings, inbound, shutdown, tasks).await?),
+        Driver::Nats => nats::connect(settings, inbound, shutdown, tasks).await?,
         #[cfg(not(feature = "nats"))]
-        Driver::Nats => Err(TransportError::NotBuilt("nats")),
+        Driver::Nats => return Err(TransportError::NotBuilt("nats")),
+    };
+    let link = *transport.link().borrow();
+    let url = redact_url(&settings.url);
+    tracing::info!(driver = driver.name(), %url, ?link, "cluster transport started");
+    Ok(transport)
+}
+
+impl Driver {
+    /// `memory`, `redis` or `nats`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis => "redis",
+            Self::Nats => "nats",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Settings;
+
+    #[test]
+    fn settings_debug_hides_the_broker_password() {
+        let settings = Settings::new("redis://:hunter2@db:6379/0");
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***@db"),
+            "{shown}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! NATS core pub/sub. The client reconnects and resubscribes by itself; we map its events to
-//! [`Link`], confirming with a round trip (PING/PONG) that the resubscriptions reached the
-//! server before saying Up. Until the first connect (degraded start) we retry ourselves.
+//! [`Link`], saying Up only when an echo of our own proves the server has the subscriptions
+//! again. Until the first connect (degraded start) we retry ourselves.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -11,7 +11,7 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
 use futures_util::stream::{SelectAll, StreamExt, TakeUntil};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,8 @@ use super::{Inbound, Link, Settings, TransportError, backoff};
 
 /// Publishes handed to the client per turn of the writer.
 const BATCH: usize = 512;
+/// How often the client pings the server, so a half-open connection is noticed.
+const PING_EVERY: Duration = Duration::from_secs(10);
 /// How often a Down link on a connected client tries to confirm its subscriptions again.
 const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
@@ -137,9 +139,14 @@ struct Connector {
 impl Connector {
     fn options(&self) -> ConnectOptions {
         let events = self.events_tx.clone();
+        // Startup tries every server within `connect_timeout`: a blackholed first server must
+        // not use up the whole budget.
+        let servers = self.servers.servers.len().max(1) as u32;
+        let per_server = (self.settings.connect_timeout / servers).max(Duration::from_millis(500));
         let mut options = ConnectOptions::new()
             .name("herald")
-            .connection_timeout(self.settings.connect_timeout)
+            .connection_timeout(per_server)
+            .ping_interval(PING_EVERY)
             .reconnect_delay_callback(backoff::delay)
             .event_callback(move |event| {
                 let events = events.clone();
@@ -170,60 +177,54 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
     fn settings(&self) -> &Settings {
         &self.connector.settings
     }
 
+    fn url(&self) -> String {
+        redact_url(&self.settings().url)
+    }
+
+    /// Three loops share the client: `receive` (messages and subscriptions), `follow` (the
+    /// link) and `write` (publishes). None waits on another, so a subscribe stuck behind a
+    /// dead connection cannot hide the Disconnected event.
     async fn run(
         self,
         first: Option<Client>,
         mut queue: mpsc::Receiver<Outgoing>,
-        mut events: mpsc::UnboundedReceiver<Event>,
+        events: mpsc::UnboundedReceiver<Event>,
         shutdown: CancellationToken,
     ) {
-        let url = redact_url(&self.settings().url);
         let client = match first {
             Some(client) => client,
-            None => match self.first_connect(&url, &shutdown).await {
+            None => match self.first_connect(&shutdown).await {
                 Some(client) => client,
                 None => return,
             },
         };
         let subject = format!("_herald.link.{:016x}", rand::random::<u64>());
         let echo = match client.subscribe(subject.clone()).await {
-            Ok(echo) => Echo {
+            Ok(subscriber) => Echo {
                 subject,
-                echo,
-                seq: 0,
-                pending: None,
+                subscriber,
+                sent: 0,
+                valid_after: 0,
             },
             Err(e) => {
-                tracing::warn!(%url, cause = %e, "nats client closed before it started");
+                tracing::warn!(url = %self.url(), cause = %e, "nats client closed at start");
                 return;
             }
         };
-        let mut session = Session {
-            client: &client,
-            subscribed: HashMap::new(),
-            messages: SelectAll::new(),
-            echo,
-            down_since: Instant::now(),
-        };
-        self.reconcile(&mut session).await;
-        if !self.endpoint().is_up() {
-            self.confirm(&mut session).await;
-        }
-        let receive = self.receive(&mut session, &mut events, &shutdown);
+        // False while subscription changes are on their way to the client.
+        let (settled_tx, settled) = watch::channel(false);
+        let receive = self.receive(&client, &settled_tx, &shutdown);
+        let follow = self.follow(&client, echo, events, settled, &shutdown);
         let write = self.write(&client, &mut queue, &shutdown);
-        tokio::join!(receive, write);
+        tokio::join!(receive, follow, write);
     }
 
     /// Retries the first connect with backoff; None on shutdown.
-    async fn first_connect(&self, url: &str, shutdown: &CancellationToken) -> Option<Client> {
+    async fn first_connect(&self, shutdown: &CancellationToken) -> Option<Client> {
         for failures in 1.. {
             let attempt = timeout(self.settings().connect_timeout, self.connector.open());
             let opened = tokio::select! {
@@ -236,7 +237,7 @@ impl Supervisor {
                 Err(_) => "timed out".to_owned(),
             };
             if failures == 1 {
-                tracing::warn!(%url, %cause, "nats unreachable; retrying");
+                tracing::warn!(url = %self.url(), %cause, "nats unreachable; retrying");
             }
             tokio::select! {
                 () = shutdown.cancelled() => return None,
@@ -246,65 +247,88 @@ impl Supervisor {
         None
     }
 
-    /// Forwards messages, applies subscription changes and follows the client's events.
+    /// Forwards messages and applies subscription changes.
     async fn receive(
         &self,
-        session: &mut Session<'_>,
-        events: &mut mpsc::UnboundedReceiver<Event>,
+        client: &Client,
+        settled: &watch::Sender<bool>,
         shutdown: &CancellationToken,
     ) {
-        let url = redact_url(&self.settings().url);
-        let mut retry = tokio::time::interval(CONFIRM_EVERY);
+        let mut subscribed = HashMap::new();
+        let mut messages = SelectAll::new();
+        self.reconcile(client, &mut subscribed, &mut messages).await;
+        settled.send_replace(true);
         loop {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
-                Some(message) = session.messages.next() => {
-                    self.endpoint().deliver(message.subject.to_string(), message.payload);
+                Some(message) = messages.next() => {
+                    self.endpoint.deliver(message.subject.to_string(), message.payload);
                 }
-                Some(message) = session.echo.echo.next() => {
-                    if session.echo.pending.as_ref() == Some(&message.payload) {
-                        session.echo.pending = None;
-                        self.go_up(session);
-                    }
-                }
-                Some(event) = events.recv() => match event {
-                    Event::Disconnected if self.endpoint().set_link(Link::Down) => {
-                        session.down_since = Instant::now();
-                        tracing::warn!(%url, "nats link down; the client reconnects");
-                    }
-                    Event::Connected => self.confirm(session).await,
-                    Event::SlowConsumer(_) => self.endpoint().counters().add_inbound_dropped(),
-                    _ => {}
-                },
-                () = self.endpoint().wanted_changed() => self.reconcile(session).await,
-                // A confirmation lost on a live connection is tried again.
-                _ = retry.tick(), if !self.endpoint().is_up() => {
-                    if session.client.connection_state() == State::Connected {
-                        self.confirm(session).await;
-                    }
+                () = self.endpoint.wanted_changed() => {
+                    settled.send_replace(false);
+                    self.reconcile(client, &mut subscribed, &mut messages).await;
+                    settled.send_replace(true);
                 }
             }
         }
     }
 
-    /// Asks the server to prove it has every subscription: the client queues its SUBs before
-    /// anything we send after a (re)connect, and the server handles one connection's messages
-    /// in order, so our own echo coming back means the SUBs are in place. The link goes Up
-    /// when it does (see `receive`); waiting never blocks the loop.
-    async fn confirm(&self, session: &mut Session<'_>) {
-        let echo = &mut session.echo;
-        echo.seq += 1;
-        let want = Bytes::from(echo.seq.to_string());
-        let sent = session.client.publish(echo.subject.clone(), want.clone());
-        echo.pending = sent.await.is_ok().then_some(want);
+    /// Maps the client's events to the link. After a (re)connect the link goes Up once the
+    /// server has proved it holds every subscription: the client queues its SUBs (and ours,
+    /// once `settled`) before our echo, and the server handles one connection's messages in
+    /// order, so our own echo coming back means the SUBs are in place.
+    async fn follow(
+        &self,
+        client: &Client,
+        mut echo: Echo,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        mut settled: watch::Receiver<bool>,
+        shutdown: &CancellationToken,
+    ) {
+        let mut down_since = Instant::now();
+        let mut confirm = !self.endpoint.is_up();
+        let mut retry = tokio::time::interval(CONFIRM_EVERY);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                Some(event) = events.recv() => match event {
+                    Event::Disconnected => {
+                        (confirm, echo.valid_after) = (false, echo.sent);
+                        if self.endpoint.set_link(Link::Down) {
+                            down_since = Instant::now();
+                            tracing::warn!(url = %self.url(), "nats link down; the client reconnects");
+                        }
+                    }
+                    Event::Connected => confirm = true,
+                    Event::SlowConsumer(_) => self.endpoint.counters().add_inbound_dropped(),
+                    _ => {}
+                },
+                Some(message) = echo.subscriber.next() => {
+                    let seq = std::str::from_utf8(&message.payload).ok().and_then(|s| s.parse().ok());
+                    if seq.is_some_and(|seq: u64| seq > echo.valid_after) {
+                        self.go_up(down_since);
+                    }
+                }
+                true = async { settled.wait_for(|s| *s).await.is_ok() }, if confirm => {
+                    confirm = false;
+                    echo.sent += 1;
+                    let payload = Bytes::from(echo.sent.to_string());
+                    let _ = client.publish(echo.subject.clone(), payload).await;
+                }
+                // An echo lost on a live connection is sent again; any that returns counts.
+                _ = retry.tick(), if !self.endpoint.is_up() => {
+                    confirm |= client.connection_state() == State::Connected;
+                }
+            }
+        }
     }
 
-    fn go_up(&self, session: &Session<'_>) {
-        if self.endpoint().set_link(Link::Up) {
-            let url = redact_url(&self.settings().url);
-            let down_ms = session.down_since.elapsed().as_millis() as u64;
-            tracing::info!(%url, down_ms, "nats link up");
+    fn go_up(&self, down_since: Instant) {
+        if self.endpoint.set_link(Link::Up) {
+            let down_ms = down_since.elapsed().as_millis() as u64;
+            tracing::info!(url = %self.url(), down_ms, "nats link up");
         }
     }
 
@@ -325,37 +349,42 @@ impl Supervisor {
             if n == 0 {
                 return;
             }
-            let stats = self.endpoint().counters();
+            let stats = self.endpoint.counters();
             for message in batch.drain(..) {
                 match client.publish(message.topic, message.payload).await {
                     Ok(()) => stats.add_published(1),
                     Err(_) => stats.add_publish_dropped(1),
                 }
             }
-            if !self.endpoint().is_up() {
+            if !self.endpoint.is_up() {
                 // The client buffers while reconnecting; what we still hold is for a dead link.
-                self.endpoint().drop_queued(queue);
+                self.endpoint.drop_queued(queue);
             }
         }
     }
 
     /// Subscribes and unsubscribes so the client matches what callers want. Dropping a
     /// subscription's stream (its token cancelled) sends the UNSUB.
-    async fn reconcile(&self, session: &mut Session<'_>) {
-        let current = session.subscribed.keys().cloned().collect();
-        let (add, remove) = self.endpoint().changes(&current);
+    async fn reconcile(
+        &self,
+        client: &Client,
+        subscribed: &mut HashMap<String, CancellationToken>,
+        messages: &mut Messages,
+    ) {
+        let current = subscribed.keys().cloned().collect();
+        let (add, remove) = self.endpoint.changes(&current);
         for topic in remove {
-            if let Some(token) = session.subscribed.remove(&topic) {
+            if let Some(token) = subscribed.remove(&topic) {
                 token.cancel();
             }
         }
         for topic in add {
-            match session.client.subscribe(topic.clone()).await {
+            match client.subscribe(topic.clone()).await {
                 Ok(subscriber) => {
                     let token = CancellationToken::new();
                     let until = Box::pin(token.clone().cancelled_owned());
-                    session.messages.push(subscriber.take_until(until));
-                    session.subscribed.insert(topic, token);
+                    messages.push(subscriber.take_until(until));
+                    subscribed.insert(topic, token);
                 }
                 // Only a closed client refuses; shutdown is under way.
                 Err(e) => tracing::debug!(cause = %e, "nats subscribe failed"),
@@ -364,22 +393,15 @@ impl Supervisor {
     }
 }
 
-/// The state of the one client a supervisor drives.
-struct Session<'a> {
-    client: &'a Client,
-    subscribed: HashMap<String, CancellationToken>,
-    messages: Messages,
-    echo: Echo,
-    down_since: Instant,
-}
-
 /// A subscription to a subject of our own, used to prove a round trip through the server.
 struct Echo {
     subject: String,
-    echo: async_nats::Subscriber,
-    seq: u64,
-    /// The payload whose return sets the link Up.
-    pending: Option<Bytes>,
+    subscriber: async_nats::Subscriber,
+    /// Echoes are numbered; the last one sent.
+    sent: u64,
+    /// Echoes numbered above this were sent after the last disconnect, so their return
+    /// proves the current connection's subscriptions.
+    valid_after: u64,
 }
 
 #[cfg(test)]

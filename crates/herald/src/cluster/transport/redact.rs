@@ -16,7 +16,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// `text` (e.g. a driver's error message) with every secret of `url` masked: the passwords
 /// (or tokens) of its servers, and the URL itself shown redacted.
-pub(crate) fn redact_text(text: &str, url: &str) -> String {
+pub fn redact_text(text: &str, url: &str) -> String {
     let mut text = text.replace(url, &redact_url(url));
     for part in url.split(',') {
         let Some((start, end)) = userinfo_span(part) else {

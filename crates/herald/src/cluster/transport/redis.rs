@@ -21,6 +21,8 @@ use super::{Inbound, Link, Settings, TransportError, backoff};
 
 /// PUBLISH commands sent in one pipeline at most.
 const BATCH: usize = 512;
+/// Topics per SUBSCRIBE or UNSUBSCRIBE command.
+const TOPICS_PER_COMMAND: usize = 1_000;
 /// How often an idle pub/sub connection is checked, so a half-open link is noticed.
 const PING_EVERY: Duration = Duration::from_secs(10);
 
@@ -208,51 +210,63 @@ impl Supervisor {
         shutdown: CancellationToken,
     ) {
         let url = redact_url(&self.settings.url);
-        let mut failures = 0;
+        // A degraded start says once that Redis is away; an outage already said "link down".
+        let mut announce = first.is_none();
         let mut down_since = Instant::now();
         loop {
-            let session = match first.take() {
-                Some(session) => session,
-                None => {
-                    let attempt = timeout(
-                        self.settings.connect_timeout,
-                        self.target.open(&self.settings),
-                    );
-                    let opened = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        opened = attempt => opened,
-                    };
-                    match opened {
-                        Ok(Ok(session)) => session,
-                        failed => {
-                            failures += 1;
-                            let cause = match failed {
-                                Ok(Err(e)) => redact_text(&e.to_string(), &self.settings.url),
-                                _ => "timed out".to_owned(),
-                            };
-                            // One line per outage; the retries are debug noise.
-                            if failures == 1 {
-                                tracing::warn!(%url, %cause, "redis unreachable; retrying");
-                            } else {
-                                tracing::debug!(%url, %cause, failures, "redis still unreachable");
-                            }
-                            tokio::select! {
-                                () = shutdown.cancelled() => return,
-                                () = sleep(backoff::delay(failures)) => continue,
-                            }
-                        }
-                    }
-                }
+            let (session, failures) = match first.take() {
+                Some(session) => (session, 0),
+                None => match self.reconnect(announce, &shutdown).await {
+                    Some(opened) => opened,
+                    None => return,
+                },
             };
+            announce = false;
             let served = self.serve(session, &mut queue, &shutdown, down_since, failures);
             let Err(e) = served.await else { return };
             self.endpoint.set_link(Link::Down);
             self.endpoint.drop_queued(&mut queue);
             let cause = redact_text(&e.to_string(), &self.settings.url);
             tracing::warn!(%url, %cause, "redis link down; reconnecting");
-            failures = 0;
             down_since = Instant::now();
         }
+    }
+
+    /// Opens a session, retrying with backoff (the first try is immediate, for short blips).
+    /// Returns it with the number of failed tries, or None on shutdown.
+    async fn reconnect(
+        &mut self,
+        announce: bool,
+        shutdown: &CancellationToken,
+    ) -> Option<(Session, usize)> {
+        let url = redact_url(&self.settings.url);
+        for failures in 0.. {
+            if failures > 0 {
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = sleep(backoff::delay(failures)) => {}
+                }
+            }
+            let attempt = timeout(
+                self.settings.connect_timeout,
+                self.target.open(&self.settings),
+            );
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                opened = attempt => opened,
+            };
+            let cause = match opened {
+                Ok(Ok(session)) => return Some((session, failures)),
+                Ok(Err(e)) => redact_text(&e.to_string(), &self.settings.url),
+                Err(_) => "timed out".to_owned(),
+            };
+            if failures == 0 && announce {
+                tracing::warn!(%url, %cause, "redis unreachable; retrying");
+            } else {
+                tracing::debug!(%url, %cause, failures, "redis still unreachable");
+            }
+        }
+        None
     }
 
     /// Runs one session until shutdown (Ok) or its first error.
@@ -351,13 +365,14 @@ impl Supervisor {
         subscribed: &mut HashSet<String>,
     ) -> RedisResult<()> {
         let (add, remove) = self.endpoint.changes(subscribed);
-        if !add.is_empty() {
-            sink.subscribe(&add).await?;
-            subscribed.extend(add);
+        // Chunks keep each command small when a reconnect resubscribes thousands of topics.
+        for chunk in add.chunks(TOPICS_PER_COMMAND) {
+            sink.subscribe(chunk).await?;
+            subscribed.extend(chunk.iter().cloned());
         }
-        if !remove.is_empty() {
-            sink.unsubscribe(&remove).await?;
-            remove.iter().for_each(|topic| {
+        for chunk in remove.chunks(TOPICS_PER_COMMAND) {
+            sink.unsubscribe(chunk).await?;
+            chunk.iter().for_each(|topic| {
                 subscribed.remove(topic);
             });
         }
