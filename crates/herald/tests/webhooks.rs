@@ -591,3 +591,35 @@ async fn dead_letters_are_deleted_after_their_retention() {
         "kept for its retention"
     );
 }
+
+#[tokio::test]
+async fn a_client_event_in_a_young_channel_sends_its_occupancy_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    a.subscribe_presence("presence-young", r#"{"user_id":"42"}"#)
+        .await;
+    a.send(json!({"event":"client-hi","channel":"presence-young","data":{}}))
+        .await;
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-young"}}))
+        .await;
+    // Well inside addition_delay_ms, yet the channel was in use: nothing collapses.
+    let events = sink
+        .wait_for(WAIT_LONG, |e| {
+            has(e, &json!({"name":"channel_vacated","channel":"presence-young"}))
+        })
+        .await;
+    let mut young: Vec<&str> = names(&events);
+    young.sort_unstable();
+    assert_eq!(
+        young,
+        vec![
+            "channel_occupied",
+            "channel_vacated",
+            "client_event",
+            "member_added",
+            "member_removed"
+        ]
+    );
+}

@@ -2,6 +2,7 @@
 //! (`channel_occupied`, `member_added`) waits `addition_delay` in memory and a matching
 //! removal within it cancels both, so a quick subscribe/unsubscribe stores nothing; a removal
 //! waits `removal_delay` in the outbox and a re-add within it deletes the stored removal.
+//! A client event shows its channel is in use: the channel's held additions go out first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -31,6 +32,12 @@ pub(super) enum Admitted {
     /// A re-add within a stored removal's window: delete that removal and drop the re-add.
     /// Should the removal be gone already (sent), the addition is stored instead.
     Cancel { removal: String, addition: NewEvent },
+    /// A client event: store the held additions of its channel and sender (`released`)
+    /// first, so no receiver hears of activity in a channel it was not told is occupied.
+    Activity {
+        released: Vec<NewEvent>,
+        event: NewEvent,
+    },
 }
 
 /// A pending entry: when it ends, and its place in the order.
@@ -142,8 +149,25 @@ impl Debounce {
         now_ms: u64,
     ) -> Admitted {
         self.removals.expire(now);
+        let row = || NewEvent::new(app_id, url, event, now_ms, now_ms);
+        if let WebhookEvent::ClientEvent {
+            channel, user_id, ..
+        } = event
+        {
+            let released = [None, user_id.as_ref()]
+                .into_iter()
+                .filter_map(|user| {
+                    let key = (app_id.into(), url.into(), channel.clone(), user.cloned());
+                    self.held.remove(&key)
+                })
+                .collect();
+            return Admitted::Activity {
+                released,
+                event: row(),
+            };
+        }
         let Some((key, is_removal)) = key_of(app_id, url, event) else {
-            return Admitted::Store(NewEvent::new(app_id, url, event, now_ms, now_ms));
+            return Admitted::Store(row());
         };
         if is_removal {
             if self.held.remove(&key).is_some() {
@@ -156,7 +180,7 @@ impl Debounce {
             let _ = self.removals.insert(key, row.id.clone(), now);
             return Admitted::Store(row);
         }
-        let row = NewEvent::new(app_id, url, event, now_ms, now_ms);
+        let row = row();
         if let Some(removal) = self.removals.remove(&key) {
             return Admitted::Cancel {
                 removal,
@@ -334,6 +358,42 @@ mod tests {
             admit(&mut d, start, 0, &count),
             Admitted::Store(_)
         ));
+    }
+
+    #[test]
+    fn a_client_event_releases_the_held_additions_of_its_channel_and_sender_first() {
+        let start = Instant::now();
+        let mut d = Debounce::new(ADD, REMOVE);
+        let occupied = WebhookEvent::ChannelOccupied {
+            channel: "presence-room".into(),
+        };
+        assert_eq!(admit(&mut d, start, 0, &occupied), Admitted::Held);
+        assert_eq!(admit(&mut d, start, 0, &added("42")), Admitted::Held);
+        assert_eq!(admit(&mut d, start, 0, &added("7")), Admitted::Held);
+        let typing = WebhookEvent::ClientEvent {
+            channel: "presence-room".into(),
+            event: "client-typing".into(),
+            data: None,
+            socket_id: "1.1".into(),
+            user_id: Some("42".into()),
+        };
+        let Admitted::Activity { released, event } = admit(&mut d, start, 10, &typing) else {
+            panic!("a client event is stored");
+        };
+        // The occupancy first, then the sender's membership.
+        let names: Vec<String> = released.iter().map(|r| r.event.clone()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(
+            names[0].contains("channel_occupied") && names[1].contains("\"42\""),
+            "{names:?}"
+        );
+        assert!(event.event.contains("client_event"));
+        // The occupancy is out: a quick leave is a removal like any other now.
+        assert!(matches!(
+            admit(&mut d, start, 20, &removed("42")),
+            Admitted::Store(_)
+        ));
+        assert_eq!(admit(&mut d, start, 20, &removed("7")), Admitted::Collapsed);
     }
 
     #[test]

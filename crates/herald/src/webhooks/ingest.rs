@@ -96,6 +96,10 @@ fn admit(debounce: &mut Debounce, jobs: impl Iterator<Item = Job>, now: Instant)
             Admitted::Held => {}
             Admitted::Collapsed => work.collapsed += 2,
             Admitted::Cancel { removal, addition } => work.cancels.push((removal, addition)),
+            Admitted::Activity { released, event } => {
+                work.rows.extend(released);
+                work.rows.push(event);
+            }
         }
     }
     if !work.flushes.is_empty() {
