@@ -368,7 +368,7 @@ fn validate(config: &Config, problems: &mut Vec<String>) {
             if !url_ok {
                 problems.push(format!(
                     "{at}.webhooks[{n}]: url must be an http(s) URL, got {:?}",
-                    target.url
+                    crate::webhooks::redact(&target.url)
                 ));
             }
             if target.event_types.is_empty() {

@@ -29,9 +29,13 @@ struct Herald {
 impl Herald {
     /// Starts the binary on `config` (port 0), logging to `log`.
     fn start(dir: &Path, config: &str, log: &Path) -> Self {
+        Self::start_binary(env!("CARGO_BIN_EXE_herald").as_ref(), dir, config, log)
+    }
+
+    fn start_binary(binary: &Path, dir: &Path, config: &str, log: &Path) -> Self {
         let path = dir.join("herald.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut child = Command::new(binary)
             .args(["serve", "--port", "0", "--config"])
             .arg(&path)
             .env_remove("HERALD_CONFIG")
@@ -149,8 +153,13 @@ async fn storm(
 ) -> (u64, Vec<tokio::task::JoinHandle<()>>) {
     let mut writers = Vec::new();
     let mut readers = Vec::new();
-    for socket in 0..sockets {
-        let ws = support::open(&format!("ws://127.0.0.1:{port}/app/storm-key?protocol=7")).await;
+    // Every socket is open before the first writes.
+    let mut opened = Vec::new();
+    for _ in 0..sockets {
+        opened
+            .push(support::open(&format!("ws://127.0.0.1:{port}/app/storm-key?protocol=7")).await);
+    }
+    for (socket, ws) in opened.into_iter().enumerate() {
         let (mut write, mut read) = ws.split();
         // Drain the answers so the server never closes us as a slow consumer.
         readers.push(tokio::spawn(
@@ -363,4 +372,72 @@ async fn a_failing_receiver_is_logged_without_its_credentials_and_not_per_attemp
             .any(|l| l.contains(&format!("http://{}/hooks", sink.addr))),
         "the redacted URL names the target:\n{text}"
     );
+}
+
+/// Not a test: measures a long storm against any binary, for the record.
+/// `HERALD_BIN=target/release/herald STORM_SECS=30 cargo nextest run -p herald --test
+/// webhook_limits --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn storm_measurement() {
+    let binary = std::env::var("HERALD_BIN").unwrap_or(env!("CARGO_BIN_EXE_herald").into());
+    let seconds: u64 = std::env::var("STORM_SECS").map_or(30, |s| s.parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(support::SECRET).await;
+    let config = storm_config(dir.path(), &sink.url(), "");
+    let herald = Herald::start_binary(
+        binary.as_ref(),
+        dir.path(),
+        &config,
+        &dir.path().join("log"),
+    );
+    eprintln!("t=0 RSS {} KiB", herald.rss_kib());
+    let stop = Arc::new(AtomicBool::new(false));
+    let storming = tokio::spawn(storm(herald.port, 4, stop.clone()));
+    for t in 1..=seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if t % 5 == 0 || t == seconds {
+            let text = herald.metrics().await;
+            let value = |name| metric(&text, name).map_or("-".into(), |v| v.to_string());
+            eprintln!(
+                "t={t}s RSS {} KiB queue {} dropped {} collapsed {} delivered {}",
+                herald.rss_kib(),
+                value("herald_webhook_queue_depth"),
+                value("herald_webhooks_dropped_total"),
+                value("herald_webhooks_collapsed_total"),
+                value("herald_webhooks_delivered_total"),
+            );
+        }
+    }
+    let rows = Store::open(dir.path())
+        .unwrap()
+        .due(u64::MAX / 2, 10_000_000)
+        .unwrap()
+        .len();
+    let db_bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("webhooks.sqlite3")
+        })
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let delivered: usize = sink
+        .requests()
+        .iter()
+        .map(|r| r.body["events"].as_array().map_or(0, Vec::len))
+        .sum();
+    for r in sink.requests().iter().take(5) {
+        eprintln!("sample: {} at {:?}", r.body, r.at);
+    }
+    eprintln!(
+        "{rows} rows pending, outbox files {} KiB, {delivered} events delivered",
+        db_bytes / 1024
+    );
+    let took = herald.terminate().await;
+    stop.store(true, Ordering::Relaxed);
+    let (pairs, _) = storming.await.unwrap();
+    eprintln!("{pairs} pairs in {seconds} s; SIGTERM during the storm -> exit in {took:?}");
 }

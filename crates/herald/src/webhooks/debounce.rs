@@ -32,9 +32,10 @@ pub(super) enum Admitted {
     /// A re-add within a stored removal's window: delete that removal and drop the re-add.
     /// Should the removal be gone already (sent), the addition is stored instead.
     Cancel { removal: String, addition: NewEvent },
-    /// A client event: store the held additions of its channel and sender (`released`)
-    /// first, so no receiver hears of activity in a channel it was not told is occupied.
-    Activity {
+    /// Store `released` held additions, then `event`: a client event releases those of its
+    /// channel and sender, so no receiver hears of activity in a channel it was not told is
+    /// occupied; a removal emitted after its addition's window releases that addition.
+    StoreAfter {
         released: Vec<NewEvent>,
         event: NewEvent,
     },
@@ -80,6 +81,11 @@ impl<T> Window<T> {
         let seq = self.seq;
         self.by_key.insert(key, Pending { until, seq, value });
         Ok(())
+    }
+
+    /// When the window of `key` ends, if it is waiting.
+    fn until(&self, key: &Key) -> Option<Instant> {
+        self.by_key.get(key).map(|p| p.until)
     }
 
     fn remove(&mut self, key: &Key) -> Option<T> {
@@ -138,18 +144,19 @@ impl Debounce {
         }
     }
 
-    /// Decides what becomes of `event` for the target `url` of `app_id`, emitted at `now`
-    /// (`now_ms` on the wall clock, for the outbox).
+    /// Decides what becomes of `event` for the target `url` of `app_id`, emitted at `at`
+    /// (`at_ms` on the wall clock, for the outbox). Windows count from emission, not from
+    /// when the ingest task gets to the event, so a backlog cannot split a quick pair.
     pub(super) fn admit(
         &mut self,
         app_id: &str,
         url: &str,
         event: &WebhookEvent,
-        now: Instant,
-        now_ms: u64,
+        at: Instant,
+        at_ms: u64,
     ) -> Admitted {
-        self.removals.expire(now);
-        let row = || NewEvent::new(app_id, url, event, now_ms, now_ms);
+        self.removals.expire(at);
+        let row = || NewEvent::new(app_id, url, event, at_ms, at_ms);
         if let WebhookEvent::ClientEvent {
             channel, user_id, ..
         } = event
@@ -161,7 +168,7 @@ impl Debounce {
                     self.held.remove(&key)
                 })
                 .collect();
-            return Admitted::Activity {
+            return Admitted::StoreAfter {
                 released,
                 event: row(),
             };
@@ -170,15 +177,24 @@ impl Debounce {
             return Admitted::Store(row());
         };
         if is_removal {
-            if self.held.remove(&key).is_some() {
+            let held = self.held.until(&key);
+            let released: Vec<NewEvent> = self.held.remove(&key).into_iter().collect();
+            if held.is_some_and(|until| at < until) {
                 return Admitted::Collapsed;
             }
-            let not_before = now_ms + self.removal_delay.as_millis() as u64;
-            let row = NewEvent::new(app_id, url, event, now_ms, not_before);
+            let not_before = at_ms + self.removal_delay.as_millis() as u64;
+            let row = NewEvent::new(app_id, url, event, at_ms, not_before);
             // Forget an older removal of the same key: the newest one is the one to cancel.
             self.removals.remove(&key);
-            let _ = self.removals.insert(key, row.id.clone(), now);
-            return Admitted::Store(row);
+            let _ = self.removals.insert(key, row.id.clone(), at);
+            return if released.is_empty() {
+                Admitted::Store(row)
+            } else {
+                Admitted::StoreAfter {
+                    released,
+                    event: row,
+                }
+            };
         }
         let row = row();
         if let Some(removal) = self.removals.remove(&key) {
@@ -190,13 +206,14 @@ impl Debounce {
         if self.held.length.is_zero() {
             return Admitted::Store(row);
         }
-        match self.held.insert(key, row, now) {
+        match self.held.insert(key, row, at) {
             Ok(()) => Admitted::Held,
             Err(row) => Admitted::Store(row),
         }
     }
 
-    /// Held additions whose window ended by `now`: to be stored, due at once.
+    /// Held additions whose window ended by `now` (every job emitted before it admitted):
+    /// to be stored, due at once.
     pub(super) fn release(&mut self, now: Instant) -> Vec<NewEvent> {
         self.held.expire(now)
     }
@@ -320,6 +337,28 @@ mod tests {
     }
 
     #[test]
+    fn windows_count_from_emission_so_a_late_batch_neither_splits_nor_joins_a_pair() {
+        let start = Instant::now();
+        let mut d = Debounce::new(ADD, REMOVE);
+        assert_eq!(admit(&mut d, start, 0, &occupied("quick")), Admitted::Held);
+        assert_eq!(admit(&mut d, start, 0, &occupied("slow")), Admitted::Held);
+        // Processed long after, but emitted inside the window: still a pair.
+        assert_eq!(
+            admit(&mut d, start, 999, &vacated("quick")),
+            Admitted::Collapsed
+        );
+        // Emitted after the window, though the addition was not released yet: both go.
+        let Admitted::StoreAfter { released, event } =
+            admit(&mut d, start, 1_000, &vacated("slow"))
+        else {
+            panic!("the addition is stored before its removal");
+        };
+        assert_eq!(names(&released), vec![r#""channel_occupied" "slow""#]);
+        assert_eq!(event.not_before_ms, 1_001_000 + 3_000);
+        assert!(d.release_all().is_empty());
+    }
+
+    #[test]
     fn a_readd_within_the_removal_window_cancels_the_stored_removal() {
         let start = Instant::now();
         let mut d = Debounce::new(ADD, REMOVE);
@@ -377,7 +416,7 @@ mod tests {
             socket_id: "1.1".into(),
             user_id: Some("42".into()),
         };
-        let Admitted::Activity { released, event } = admit(&mut d, start, 10, &typing) else {
+        let Admitted::StoreAfter { released, event } = admit(&mut d, start, 10, &typing) else {
             panic!("a client event is stored");
         };
         // The occupancy first, then the sender's membership.

@@ -47,7 +47,15 @@ pub(super) async fn run(
             .webhook_queue_depth
             .store(jobs.len() as u64, Ordering::Relaxed);
         let now = Instant::now();
-        let mut work = admit(&mut debounce, batch.drain(..), now);
+        let horizon = if jobs.is_empty() {
+            Some(now)
+        } else {
+            batch.iter().rev().find_map(|job| match job {
+                Job::Event { at, .. } => Some(*at),
+                Job::Flush(_) => None,
+            })
+        };
+        let mut work = admit(&mut debounce, batch.drain(..), now, horizon);
         Metrics::add(&metrics.webhooks_collapsed, work.collapsed);
         let flushes = std::mem::take(&mut work.flushes);
         if !work.rows.is_empty() || !work.cancels.is_empty() {
@@ -76,35 +84,49 @@ pub(super) async fn run(
     }
 }
 
-/// Applies the settle windows to a batch of jobs; a flush also releases every held addition.
-fn admit(debounce: &mut Debounce, jobs: impl Iterator<Item = Job>, now: Instant) -> Work {
+/// Applies the settle windows to a batch of jobs, then releases the held additions whose
+/// window ended by `horizon` (`None`: jobs emitted earlier may still be queued, and one of
+/// them may cancel an addition); a flush releases every held addition.
+fn admit(
+    debounce: &mut Debounce,
+    jobs: impl Iterator<Item = Job>,
+    now: Instant,
+    horizon: Option<Instant>,
+) -> Work {
     let now_ms = now_ms();
-    let mut work = Work {
-        rows: debounce.release(now),
-        ..Work::default()
-    };
+    let mut work = Work::default();
     for job in jobs {
-        let (app_id, url, event) = match job {
+        let (app_id, url, event, at) = match job {
             Job::Flush(done) => {
                 work.flushes.push(done);
                 continue;
             }
-            Job::Event { app_id, url, event } => (app_id, url, event),
+            Job::Event {
+                app_id,
+                url,
+                event,
+                at,
+            } => (app_id, url, event, at),
         };
-        match debounce.admit(&app_id, &url, &event, now, now_ms) {
+        let at_ms = now_ms.saturating_sub(now.saturating_duration_since(at).as_millis() as u64);
+        match debounce.admit(&app_id, &url, &event, at, at_ms) {
             Admitted::Store(row) => work.rows.push(row),
             Admitted::Held => {}
             Admitted::Collapsed => work.collapsed += 2,
             Admitted::Cancel { removal, addition } => work.cancels.push((removal, addition)),
-            Admitted::Activity { released, event } => {
+            Admitted::StoreAfter { released, event } => {
                 work.rows.extend(released);
                 work.rows.push(event);
             }
         }
     }
-    if !work.flushes.is_empty() {
-        work.rows.extend(debounce.release_all());
-    }
+    let released = if work.flushes.is_empty() {
+        horizon.map(|h| debounce.release(h)).unwrap_or_default()
+    } else {
+        debounce.release_all()
+    };
+    // Released additions were emitted before this batch: they go first.
+    work.rows.splice(0..0, released);
     work
 }
 
@@ -232,6 +254,7 @@ mod tests {
             app_id: app.into(),
             url: "http://sink".into(),
             event,
+            at: Instant::now(),
         }
     }
 
@@ -245,18 +268,41 @@ mod tests {
             event("1", vacated("a")),
             event("1", occupied("b")),
         ];
-        let work = admit(&mut debounce, jobs.into_iter(), Instant::now());
+        let now = Instant::now();
+        let work = admit(&mut debounce, jobs.into_iter(), now, Some(now));
         assert_eq!((work.rows.len(), work.collapsed), (0, 2));
         tokio::time::advance(Duration::from_millis(500)).await;
         let (done, _answer) = oneshot::channel();
-        let work = admit(
-            &mut debounce,
-            vec![Job::Flush(done)].into_iter(),
-            Instant::now(),
-        );
+        let flush = vec![Job::Flush(done)].into_iter();
+        let work = admit(&mut debounce, flush, Instant::now(), None);
         assert_eq!(work.rows.len(), 1, "b is stored at the flush");
         assert_eq!(work.flushes.len(), 1);
         assert_eq!(debounce.held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_released_while_older_jobs_may_still_be_queued() {
+        let mut debounce = Debounce::new(Duration::from_secs(1), Duration::from_secs(3));
+        let occupied = WebhookEvent::ChannelOccupied {
+            channel: "a".into(),
+        };
+        let start = Instant::now();
+        admit(
+            &mut debounce,
+            vec![event("1", occupied)].into_iter(),
+            start,
+            Some(start),
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let late = admit(&mut debounce, std::iter::empty(), Instant::now(), None);
+        assert!(late.rows.is_empty(), "its removal may be next in the queue");
+        let done = admit(
+            &mut debounce,
+            std::iter::empty(),
+            Instant::now(),
+            Some(Instant::now()),
+        );
+        assert_eq!(done.rows.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

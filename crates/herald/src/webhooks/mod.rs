@@ -78,6 +78,8 @@ enum Job {
         app_id: String,
         url: String,
         event: WebhookEvent,
+        /// When it was emitted: the settle windows count from here.
+        at: tokio::time::Instant,
     },
     /// Answered once every job queued before it, and every held addition, is stored.
     Flush(oneshot::Sender<()>),
@@ -149,11 +151,13 @@ impl Webhooks {
     /// is full the new event is dropped and counted (`herald_webhooks_dropped_total`); the
     /// ingest task logs drops at most once a minute.
     pub fn emit(&self, app: &App, event: WebhookEvent) {
+        let at = tokio::time::Instant::now();
         for target in app.webhook_targets(kind(&event), event.channel()) {
             let job = Job::Event {
                 app_id: app.id.clone(),
                 url: target.url.clone(),
                 event: event.clone(),
+                at,
             };
             if let Err(e) = self.jobs.try_send(job) {
                 match e {
