@@ -177,24 +177,9 @@ impl Debounce {
             return Admitted::Store(row());
         };
         if is_removal {
-            let held = self.held.until(&key);
-            let released: Vec<NewEvent> = self.held.remove(&key).into_iter().collect();
-            if held.is_some_and(|until| at < until) {
-                return Admitted::Collapsed;
-            }
             let not_before = at_ms + self.removal_delay.as_millis() as u64;
             let row = NewEvent::new(app_id, url, event, at_ms, not_before);
-            // Forget an older removal of the same key: the newest one is the one to cancel.
-            self.removals.remove(&key);
-            let _ = self.removals.insert(key, row.id.clone(), at);
-            return if released.is_empty() {
-                Admitted::Store(row)
-            } else {
-                Admitted::StoreAfter {
-                    released,
-                    event: row,
-                }
-            };
+            return self.removal(key, row, at);
         }
         let row = row();
         if let Some(removal) = self.removals.remove(&key) {
@@ -209,6 +194,27 @@ impl Debounce {
         match self.held.insert(key, row, at) {
             Ok(()) => Admitted::Held,
             Err(row) => Admitted::Store(row),
+        }
+    }
+
+    /// A removal emitted at `at`: cancels its held addition if that is still in its window,
+    /// else is stored (after the addition, if one was still held) and may be cancelled.
+    fn removal(&mut self, key: Key, row: NewEvent, at: Instant) -> Admitted {
+        let held = self.held.until(&key);
+        let released: Vec<NewEvent> = self.held.remove(&key).into_iter().collect();
+        if held.is_some_and(|until| at < until) {
+            return Admitted::Collapsed;
+        }
+        // Forget an older removal of the same key: the newest one is the one to cancel.
+        self.removals.remove(&key);
+        let _ = self.removals.insert(key, row.id.clone(), at);
+        if released.is_empty() {
+            Admitted::Store(row)
+        } else {
+            Admitted::StoreAfter {
+                released,
+                event: row,
+            }
         }
     }
 
