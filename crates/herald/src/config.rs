@@ -98,6 +98,11 @@ struct FileWebhooks {
     retry_for: i64,
     timeout: i64,
     removal_delay_ms: i64,
+    addition_delay_ms: i64,
+    queue_capacity: i64,
+    max_pending: i64,
+    dead_letter_retention: i64,
+    max_dead_letters: i64,
 }
 
 impl Default for FileWebhooks {
@@ -108,6 +113,11 @@ impl Default for FileWebhooks {
             retry_for: d.retry_for.as_secs() as i64,
             timeout: d.timeout.as_secs() as i64,
             removal_delay_ms: d.removal_delay.as_millis() as i64,
+            addition_delay_ms: d.addition_delay.as_millis() as i64,
+            queue_capacity: d.queue_capacity as i64,
+            max_pending: d.max_pending as i64,
+            dead_letter_retention: d.dead_letter_retention.as_secs() as i64,
+            max_dead_letters: d.max_dead_letters as i64,
         }
     }
 }
@@ -385,25 +395,7 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
             problems,
         ) as usize,
     };
-    let w = file.webhooks;
-    let webhooks = WebhookSettings {
-        data_dir: w.data_dir,
-        retry_for: Duration::from_secs(ranged(
-            "webhooks.retry_for",
-            w.retry_for,
-            1,
-            7 * 86_400,
-            problems,
-        )),
-        timeout: Duration::from_secs(ranged("webhooks.timeout", w.timeout, 1, 300, problems)),
-        removal_delay: Duration::from_millis(ranged(
-            "webhooks.removal_delay_ms",
-            w.removal_delay_ms,
-            0,
-            60_000,
-            problems,
-        )),
-    };
+    let webhooks = webhook_settings(file.webhooks, problems);
     let apps = match env_app(overrides, problems) {
         Some(app) => vec![app],
         None if file.apps.is_empty() => vec![dev_app()],
@@ -415,6 +407,38 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         apps,
         webhooks,
         cluster,
+    }
+}
+
+fn webhook_settings(w: FileWebhooks, problems: &mut Vec<String>) -> WebhookSettings {
+    let mut ranged = |name: &str, value: i64, min: i64, max: i64| {
+        ranged(&format!("webhooks.{name}"), value, min, max, problems)
+    };
+    WebhookSettings {
+        data_dir: w.data_dir,
+        retry_for: Duration::from_secs(ranged("retry_for", w.retry_for, 1, 7 * 86_400)),
+        timeout: Duration::from_secs(ranged("timeout", w.timeout, 1, 300)),
+        removal_delay: Duration::from_millis(ranged(
+            "removal_delay_ms",
+            w.removal_delay_ms,
+            0,
+            60_000,
+        )),
+        addition_delay: Duration::from_millis(ranged(
+            "addition_delay_ms",
+            w.addition_delay_ms,
+            0,
+            60_000,
+        )),
+        queue_capacity: ranged("queue_capacity", w.queue_capacity, 16, 10_000_000) as usize,
+        max_pending: ranged("max_pending", w.max_pending, 1, 1_000_000_000) as usize,
+        dead_letter_retention: Duration::from_secs(ranged(
+            "dead_letter_retention",
+            w.dead_letter_retention,
+            1,
+            366 * 86_400,
+        )),
+        max_dead_letters: ranged("max_dead_letters", w.max_dead_letters, 0, 1_000_000_000) as usize,
     }
 }
 
@@ -473,7 +497,7 @@ fn validate(config: &Config, problems: &mut Vec<String>) {
             if !url_ok {
                 problems.push(format!(
                     "{at}.webhooks[{n}]: url must be an http(s) URL, got {:?}",
-                    target.url
+                    crate::webhooks::redact(&target.url)
                 ));
             }
             if target.event_types.is_empty() {
@@ -609,15 +633,60 @@ mod tests {
         assert!(!config.uses_dev_credentials());
     }
 
+    const EXAMPLE: &str = include_str!("../../../herald.example.toml");
+    const EXAMPLE_WEBHOOK: &str = "#[[apps.webhooks]]\n";
+
     #[test]
     fn the_example_configuration_is_valid_and_complete() {
-        let config = Config::from_toml(include_str!("../../../herald.example.toml"))
-            .expect("herald.example.toml is valid");
-        let app = &config.apps[0];
-        assert_eq!(app.webhooks.len(), 1);
-        assert_eq!(app.webhooks[0].event_types.len(), 7);
+        // As shipped: no webhook receiver, so nothing retries a receiver that is not there.
+        let config = Config::from_toml(EXAMPLE).expect("herald.example.toml is valid");
+        assert!(config.apps[0].webhooks.is_empty());
         assert_eq!(config.server, ServerConfig::default());
         assert_eq!(config.webhooks, WebhookSettings::default());
+
+        // With the documented [[apps.webhooks]] block uncommented (one leading "#" off each
+        // line to the end of the file), every documented setting parses.
+        let (head, block) = EXAMPLE
+            .split_once(EXAMPLE_WEBHOOK)
+            .expect("the example documents [[apps.webhooks]]");
+        let block: String = format!("{EXAMPLE_WEBHOOK}{block}")
+            .lines()
+            .map(|line| format!("{}\n", line.strip_prefix('#').unwrap_or(line)))
+            .collect();
+        let config = Config::from_toml(&format!("{head}{block}"))
+            .expect("the example's webhook block is valid");
+        let target = &config.apps[0].webhooks[..];
+        assert_eq!(target.len(), 1);
+        assert_eq!(target[0].event_types.len(), 7);
+        assert_eq!(target[0].headers.len(), 1);
+        assert_eq!(target[0].filter.channel_prefix.as_deref(), Some("private-"));
+    }
+
+    #[test]
+    fn webhook_limits_are_read_and_checked() {
+        let config = Config::from_toml(
+            "[webhooks]\naddition_delay_ms = 0\nqueue_capacity = 64\nmax_pending = 5\n\
+             dead_letter_retention = 60\nmax_dead_letters = 0\n",
+        )
+        .expect("valid");
+        let w = &config.webhooks;
+        assert_eq!(w.addition_delay, Duration::ZERO);
+        assert_eq!(
+            (w.queue_capacity, w.max_pending, w.max_dead_letters),
+            (64, 5, 0)
+        );
+        assert_eq!(w.dead_letter_retention, Duration::from_secs(60));
+        let text = Config::from_toml("[webhooks]\nqueue_capacity = 0\nmax_pending = 0\n")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            text.contains("webhooks.queue_capacity must be between"),
+            "{text}"
+        );
+        assert!(
+            text.contains("webhooks.max_pending must be between"),
+            "{text}"
+        );
     }
 
     #[test]

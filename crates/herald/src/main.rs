@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use herald::config::{Config, Overrides};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -13,12 +15,21 @@ mod dead_letters;
 const SETTINGS_HELP: &str = include_str!("../settings-help.txt");
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "A self-hosted Pusher Channels protocol server", after_long_help = SETTINGS_HELP)]
+#[command(
+    name = "herald",
+    version,
+    about = "A self-hosted Pusher Channels protocol server",
+    after_long_help = SETTINGS_HELP
+)]
 struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
+    /// TOML configuration file.
+    #[arg(long, env = "HERALD_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Serving flags without a command: `herald --port 0` is `herald serve --port 0`.
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -46,45 +57,103 @@ enum WebhookAction {
     },
 }
 
+/// Flags of `serve` only; `--config` is global, for the webhook commands too.
 #[derive(clap::Args, Clone, Default)]
 struct ServeArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "HERALD_CONFIG", global = true)]
-    config: Option<PathBuf>,
     /// Address to listen on (default 127.0.0.1).
-    #[arg(long, env = "HERALD_HOST", global = true)]
+    #[arg(long, env = "HERALD_HOST")]
     host: Option<String>,
     /// Port to listen on (default 6001; 0 picks a free port).
-    #[arg(long, env = "HERALD_PORT", global = true)]
+    #[arg(long, env = "HERALD_PORT")]
     port: Option<String>,
     /// Allow the built-in development credentials on a non-loopback address.
-    #[arg(long, global = true)]
+    #[arg(long)]
     allow_dev_credentials: bool,
+    /// Cluster driver: local (one node), redis or nats.
+    #[arg(long, env = "HERALD_CLUSTER_DRIVER")]
+    cluster_driver: Option<String>,
+    /// Redis URL for the cluster (redis://, rediss://, redis+sentinel://).
+    #[arg(long, env = "HERALD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// NATS URL(s) for the cluster (nats://, tls://; comma-separated).
+    #[arg(long, env = "HERALD_NATS_URL")]
+    nats_url: Option<String>,
+    /// Namespace of the cluster's keys and subjects.
+    #[arg(long, env = "HERALD_CLUSTER_PREFIX")]
+    cluster_prefix: Option<String>,
+    /// This node's id in the cluster (default: host name and a random suffix).
+    #[arg(long, env = "HERALD_NODE_ID")]
+    node_id: Option<String>,
     /// Start even when the cluster broker is unreachable, and keep connecting to it.
-    #[arg(long, global = true)]
+    #[arg(long, env = "HERALD_CLUSTER_START_DEGRADED")]
     start_degraded: bool,
 }
 
+/// The command line: the configuration file, the serving flags and the webhook command, if
+/// that is what was asked. Serving flags before `serve` count as its own (`herald --port 0
+/// serve`); before `webhooks` they mean nothing and are refused.
+fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Some(Command::Serve(args)) => {
+            let top = cli.serve;
+            let merged = ServeArgs {
+                host: args.host.or(top.host),
+                port: args.port.or(top.port),
+                allow_dev_credentials: args.allow_dev_credentials || top.allow_dev_credentials,
+                cluster_driver: args.cluster_driver.or(top.cluster_driver),
+                redis_url: args.redis_url.or(top.redis_url),
+                nats_url: args.nats_url.or(top.nats_url),
+                cluster_prefix: args.cluster_prefix.or(top.cluster_prefix),
+                node_id: args.node_id.or(top.node_id),
+                start_degraded: args.start_degraded || top.start_degraded,
+            };
+            (cli.config, merged, None)
+        }
+        Some(Command::Webhooks { action }) => {
+            let given = [
+                "host",
+                "port",
+                "allow_dev_credentials",
+                "cluster_driver",
+                "redis_url",
+                "nats_url",
+                "cluster_prefix",
+                "node_id",
+                "start_degraded",
+            ]
+            .iter()
+            .any(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
+            if given {
+                Cli::command()
+                    .error(
+                        ErrorKind::ArgumentConflict,
+                        "serving flags (--host, --port, --allow-dev-credentials, cluster flags) apply to `herald serve` only",
+                    )
+                    .exit();
+            }
+            (cli.config, ServeArgs::default(), Some(action))
+        }
+        None => (cli.config, cli.serve, None),
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (args, webhook_action) = match cli.command {
-        Some(Command::Serve(args)) => (args, None),
-        Some(Command::Webhooks { action }) => (cli.serve, Some(action)),
-        None => (cli.serve, None),
-    };
+    let (config, args, webhook_action) = parse();
     init_tracing();
     let overrides = Overrides {
-        config: args.config,
+        config,
         host: args.host,
         port: args.port,
         app_id: std::env::var("HERALD_APP_ID").ok(),
         app_key: std::env::var("HERALD_APP_KEY").ok(),
         app_secret: std::env::var("HERALD_APP_SECRET").ok(),
-        cluster_driver: std::env::var("HERALD_CLUSTER_DRIVER").ok(),
-        redis_url: std::env::var("HERALD_REDIS_URL").ok(),
-        nats_url: std::env::var("HERALD_NATS_URL").ok(),
-        cluster_prefix: std::env::var("HERALD_CLUSTER_PREFIX").ok(),
-        node_id: std::env::var("HERALD_NODE_ID").ok(),
+        cluster_driver: args.cluster_driver,
+        redis_url: args.redis_url,
+        nats_url: args.nats_url,
+        cluster_prefix: args.cluster_prefix,
+        node_id: args.node_id,
         start_degraded: args.start_degraded,
     };
     let config = match Config::load(&overrides) {
@@ -104,7 +173,11 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("cannot start the runtime: {e}")),
     };
-    match runtime.block_on(serve(config)) {
+    let served = runtime.block_on(serve(config));
+    // A webhook outbox write still blocked (a shutdown flush that gave up) must not hold up
+    // the exit; what it held is lost, as the flush already logged.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }

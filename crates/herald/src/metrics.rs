@@ -1,4 +1,4 @@
-//! Counters of one Herald process, named and described in one table, served in the
+//! Counters and gauges of one Herald process, named and described in one table, served in the
 //! Prometheus text format at `GET /metrics`. Counting is one relaxed atomic add.
 
 use std::fmt::Write;
@@ -22,6 +22,10 @@ pub struct Metrics {
     pub request_timeouts: AtomicU64,
     pub keepalive_timeouts: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub webhooks_dropped: AtomicU64,
+    pub webhooks_collapsed: AtomicU64,
+    /// A gauge: set, not added to.
+    pub webhook_queue_depth: AtomicU64,
 }
 
 type Field = fn(&Metrics) -> &AtomicU64;
@@ -103,7 +107,24 @@ const COUNTERS: &[(&str, &str, Field)] = &[
         "Failed accepts (EMFILE and the like back off, 10 ms doubling to 1 s).",
         |m| &m.accept_errors,
     ),
+    (
+        "herald_webhooks_dropped_total",
+        "Webhook events dropped: the in-memory queue was full, the app had max_pending events waiting, or the outbox could not be written.",
+        |m| &m.webhooks_dropped,
+    ),
+    (
+        "herald_webhooks_collapsed_total",
+        "Webhook events never stored because an opposite change followed within the settle window (counted in pairs).",
+        |m| &m.webhooks_collapsed,
+    ),
 ];
+
+/// Name, help text and field of each gauge.
+const GAUGES: &[(&str, &str, Field)] = &[(
+    "herald_webhook_queue_depth",
+    "Webhook events waiting in memory to be stored in the outbox.",
+    |m| &m.webhook_queue_depth,
+)];
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -118,6 +139,13 @@ impl Metrics {
             let _ = write!(
                 text,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+            );
+        }
+        for (name, help, field) in GAUGES {
+            let value = field(self).load(Ordering::Relaxed);
+            let _ = write!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
             );
         }
         text.push_str("# HELP herald_connections Open WebSocket connections per app.\n");
@@ -149,7 +177,10 @@ mod tests {
         let metrics = Metrics::default();
         Metrics::add(&metrics.webhook_attempts_failed, 3);
         let text = metrics.render(&[("1".into(), 2)]);
-        assert_eq!(text.matches("# TYPE").count(), COUNTERS.len() + 1);
+        assert_eq!(
+            text.matches("# TYPE").count(),
+            COUNTERS.len() + GAUGES.len() + 1
+        );
         assert!(text.contains("herald_webhook_attempts_failed_total 3\n"));
         assert!(text.contains("herald_connections{app_id=\"1\"} 2\n"));
     }

@@ -179,3 +179,82 @@ fn the_banner_tells_the_dev_apps_real_client_event_setting_and_logs_have_no_colo
         "ANSI codes in a redirected log: {log:?}"
     );
 }
+
+#[test]
+fn webhook_commands_offer_only_the_configuration_flag() {
+    for args in [
+        vec!["webhooks", "--help"],
+        vec!["webhooks", "list-failed", "--help"],
+        vec!["webhooks", "replay", "--help"],
+    ] {
+        let output = herald().args(&args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("--config"), "{args:?}: {help}");
+        for flag in ["--host", "--port", "--allow-dev-credentials"] {
+            assert!(!help.contains(flag), "{args:?} lists {flag}: {help}");
+        }
+    }
+    let refused = herald()
+        .args(["--port", "1", "webhooks", "list-failed"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("apply to `herald serve` only"));
+}
+
+#[test]
+fn the_configuration_flag_works_before_and_after_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[server]\ncolour = 1\n").unwrap();
+    for args in [
+        vec!["--config", "F", "serve"],
+        vec!["serve", "--config", "F"],
+    ] {
+        let args: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .map(|a| {
+                if *a == "F" {
+                    path.as_os_str()
+                } else {
+                    a.as_ref()
+                }
+            })
+            .collect();
+        let output = herald().args(&args).output().unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("server.colour"),
+            "{args:?} did not read the file: {stderr}"
+        );
+    }
+    let output = herald().env("HERALD_CONFIG", &path).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server.colour"));
+}
+
+#[test]
+fn listing_dead_letters_without_an_outbox_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for action in [vec!["list-failed"], vec!["replay", "--all"]] {
+        let output = herald()
+            .current_dir(dir.path())
+            .arg("webhooks")
+            .args(&action)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{action:?}: {output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(
+                "no webhook outbox at herald-data/webhooks.sqlite3: nothing has been stored yet"
+            ),
+            "{stdout}"
+        );
+        assert!(
+            !dir.path().join("herald-data").exists(),
+            "{action:?} created it"
+        );
+    }
+}

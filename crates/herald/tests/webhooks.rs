@@ -1,5 +1,6 @@
-//! Webhooks (spec §9): every event type, signatures, removal delay, retries, dead letters,
-//! replay and durability across restarts, against a real server and a real HTTP receiver.
+//! Webhooks (spec §9): every event type, signatures, the settle windows of additions and
+//! removals, retries, dead letters, replay, limits and durability across restarts, against a
+//! real server and a real HTTP receiver.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +24,7 @@ fn config(data_dir: &Path, url: &str, extra_webhooks: &str, app_extra: &str) -> 
 [webhooks]
 data_dir = "{}"
 removal_delay_ms = 300
+addition_delay_ms = 300
 timeout = 1
 {extra_webhooks}
 [[apps]]
@@ -38,6 +40,66 @@ headers = {{ Authorization = "Bearer sink-token" }}
 "#,
         data_dir.display()
     )
+}
+
+/// The value of an unlabelled counter at `/metrics`, 0 when not rendered.
+async fn metric(server: &TestServer, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `metric` until it reaches `at_least`, or fails after [`WAIT_LONG`].
+async fn wait_for_metric(server: &TestServer, name: &str, at_least: u64) -> u64 {
+    let started = Instant::now();
+    loop {
+        let value = metric(server, name).await;
+        if value >= at_least {
+            return value;
+        }
+        assert!(
+            started.elapsed() < WAIT_LONG,
+            "{name} stayed at {value}, expected {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Events waiting in the outbox (dead letters not included).
+fn pending(dir: &Path) -> Vec<herald::webhooks::StoredEvent> {
+    Store::open(dir)
+        .unwrap()
+        .due(u64::MAX / 2, 100_000)
+        .unwrap()
+}
+
+/// Waits until nothing waits in the outbox any more: every stored event was delivered.
+async fn wait_until_outbox_is_empty(dir: &Path) {
+    let started = Instant::now();
+    loop {
+        let left = pending(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT_LONG,
+            "still in the outbox: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An event without its id, to compare shapes.
+fn shape(event: &Value) -> String {
+    let mut event = event.clone();
+    event.as_object_mut().unwrap().remove("id");
+    event.to_string()
 }
 
 fn names(events: &[Value]) -> Vec<&str> {
@@ -71,10 +133,6 @@ async fn every_event_type_arrives_signed_with_a_unique_id() {
     a.subscribe("cache-prices").await;
     assert_eq!(a.next().await.event, "pusher:cache_miss");
     a.subscribe("orders").await;
-    b.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
-        .await;
-    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"orders"}}))
-        .await;
     let expected = [
         json!({"name":"channel_occupied","channel":"presence-room"}),
         json!({"name":"member_added","channel":"presence-room","user_id":"42"}),
@@ -82,17 +140,50 @@ async fn every_event_type_arrives_signed_with_a_unique_id() {
         json!({"name":"client_event","channel":"presence-room","event":"client-typing","data":"{\"who\":\"Bob\"}","socket_id":b.socket_id,"user_id":"7"}),
         json!({"name":"cache_miss","channel":"cache-prices"}),
         json!({"name":"subscription_count","channel":"orders","subscription_count":1}),
+        json!({"name":"channel_occupied","channel":"orders"}),
         json!({"name":"member_removed","channel":"presence-room","user_id":"7"}),
         json!({"name":"channel_vacated","channel":"orders"}),
     ];
+    // Additions wait addition_delay_ms; leaving before they are out would cancel them.
+    sink.wait_for(WAIT_LONG, |events| {
+        expected[..7].iter().all(|w| has(events, w))
+    })
+    .await;
+    b.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
+        .await;
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"orders"}}))
+        .await;
     let events = sink
         .wait_for(WAIT_LONG, |events| expected.iter().all(|w| has(events, w)))
         .await;
     let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len(), "ids are unique");
+    let shapes: HashSet<String> = events.iter().map(shape).collect();
+    assert_eq!(
+        shapes.len(),
+        events.len(),
+        "an event arrived twice: {events:?}"
+    );
     let request = &sink.requests()[0];
     assert_eq!(request.headers["authorization"], "Bearer sink-token");
-    assert!(!names(&events).contains(&"channel_vacated") || has(&events, &expected[7]));
+}
+
+#[tokio::test]
+async fn a_sink_with_another_secret_sees_bad_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start("not-the-app-secret").await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    a.subscribe("orders").await;
+    let started = Instant::now();
+    while sink.requests().is_empty() {
+        assert!(started.elapsed() < WAIT_LONG, "no request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!sink.requests()[0].signature_valid);
+    let checked = std::panic::catch_unwind(|| sink.events());
+    let message = *checked.unwrap_err().downcast::<String>().unwrap();
+    assert!(message.contains("bad X-Pusher-Signature"), "{message}");
 }
 
 #[tokio::test]
@@ -104,21 +195,77 @@ async fn a_quick_rejoin_cancels_both_the_removal_and_the_readd() {
     a.subscribe_presence("presence-room", r#"{"user_id":"42"}"#)
         .await;
     sink.wait_for(WAIT_LONG, |e| e.len() >= 2).await;
-    drop(a);
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-room"}}))
+        .await;
+    // Frames of one socket are handled in order: once this answers, the leave is done.
+    a.subscribe("sync").await;
     let mut again = server.client().await;
     again
         .subscribe_presence("presence-room", r#"{"user_id":"42"}"#)
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // member_removed + member_added and channel_vacated + channel_occupied cancelled.
+    wait_for_metric(&server, "herald_webhooks_collapsed_total", 4).await;
+    let room = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["channel"] == "presence-room")
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        pending(dir.path())
+            .iter()
+            .all(|e| !e.event.contains("presence-room")),
+        "the stored removals were deleted"
+    );
     assert_eq!(
-        names(&sink.events()),
+        room(&sink.events()),
         vec!["channel_occupied", "member_added"],
         "neither the removal nor the re-add is sent"
     );
     drop(again);
-    let events = sink.wait_for(WAIT_LONG, |e| e.len() >= 4).await;
-    let tail: HashSet<&str> = names(&events)[2..].iter().copied().collect();
-    assert_eq!(tail, HashSet::from(["member_removed", "channel_vacated"]));
+    let events = sink.wait_for(WAIT_LONG, |e| room(e).len() >= 4).await;
+    let tail: HashSet<String> = room(&events)[2..].iter().cloned().collect();
+    assert_eq!(
+        tail,
+        HashSet::from(["member_removed".into(), "channel_vacated".into()])
+    );
+}
+
+#[tokio::test]
+async fn a_quick_subscribe_and_unsubscribe_stores_and_sends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    a.subscribe("flap").await;
+    a.subscribe_presence("presence-flap", r#"{"user_id":"42"}"#)
+        .await;
+    for channel in ["flap", "presence-flap"] {
+        a.send(json!({"event":"pusher:unsubscribe","data":{"channel":channel}}))
+            .await;
+    }
+    // occupied + vacated twice, member_added + member_removed once.
+    wait_for_metric(&server, "herald_webhooks_collapsed_total", 6).await;
+    // A channel occupied after the pairs: once its webhook is out, theirs would have been.
+    a.subscribe("marker").await;
+    let events = sink
+        .wait_for(WAIT_LONG, |e| {
+            has(e, &json!({"name":"channel_occupied","channel":"marker"}))
+        })
+        .await;
+    let flapped: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["channel"] != "marker")
+        .filter(|e| e["name"] != "subscription_count")
+        .collect();
+    assert!(flapped.is_empty(), "sent for the pairs: {flapped:?}");
+    assert!(
+        pending(dir.path())
+            .iter()
+            .all(|e| !e.event.contains("flap")),
+        "nothing stored for the pairs"
+    );
 }
 
 #[tokio::test]
@@ -232,7 +379,16 @@ async fn pending_webhooks_survive_a_restart() {
     let first = TestServer::with_config(&toml).await;
     let mut a = first.client().await;
     a.subscribe("orders").await;
-    while sink.requests().is_empty() {
+    // Once channel_occupied was attempted (after addition_delay_ms), the channel's end is
+    // a change of its own, stored at shutdown.
+    let attempted = || {
+        sink.requests()
+            .iter()
+            .any(|r| r.body["events"][0]["name"] == "channel_occupied")
+    };
+    let started = Instant::now();
+    while !attempted() {
+        assert!(started.elapsed() < WAIT_LONG, "no attempt");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     first.shutdown.cancel();
@@ -286,13 +442,16 @@ async fn a_hanging_or_refusing_receiver_never_slows_message_delivery() {
         "{:?}",
         started.elapsed()
     );
-    let store = Store::open(dir.path()).unwrap();
-    let pending = store.due(u64::MAX / 2, 1_000).unwrap();
-    assert!(
-        pending.len() >= 40,
-        "events wait in the outbox: {}",
-        pending.len()
-    );
+    // At least the 40 subscription counts per target wait in the outbox.
+    let started = Instant::now();
+    while pending(dir.path()).len() < 80 {
+        assert!(
+            started.elapsed() < WAIT_LONG,
+            "events wait in the outbox: {}",
+            pending(dir.path()).len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -335,14 +494,11 @@ async fn every_event_is_delivered_exactly_once_when_all_goes_well() {
             }
             clients.push(client);
         }
-        // 5 occupied + 100 member_added.
-        let events = sink.wait_for(WAIT_LONG, |e| e.len() >= 105).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let events = if sink.events().len() > events.len() {
-            sink.events()
-        } else {
-            events
-        };
+        // 5 occupied + 100 member_added; then every stored event has been delivered and
+        // deleted from the outbox.
+        sink.wait_for(WAIT_LONG, |e| e.len() >= 105).await;
+        wait_until_outbox_is_empty(dir.path()).await;
+        let events = sink.events();
         let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
         assert_eq!(
             ids.len(),
@@ -389,5 +545,87 @@ async fn redirects_are_not_followed_but_retried_as_failures() {
         hits.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "the redirect was not followed"
+    );
+}
+
+#[tokio::test]
+async fn an_app_with_max_pending_events_waiting_gets_no_more_and_the_drops_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(usize::MAX);
+    let toml = config(dir.path(), &sink.url(), "max_pending = 5", "")
+        .replace(ALL_TYPES, r#"["channel_occupied"]"#);
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    for n in 0..12 {
+        a.subscribe(&format!("c{n}")).await;
+    }
+    assert_eq!(
+        wait_for_metric(&server, "herald_webhooks_dropped_total", 7).await,
+        7
+    );
+    assert_eq!(pending(dir.path()).len(), 5, "the outbox holds max_pending");
+}
+
+#[tokio::test]
+async fn dead_letters_are_deleted_after_their_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    sink.fail_next(usize::MAX);
+    let toml = config(
+        dir.path(),
+        &sink.url(),
+        "retry_for = 1\ndead_letter_retention = 2",
+        "",
+    )
+    .replace(ALL_TYPES, r#"["channel_occupied"]"#);
+    let server = TestServer::with_config(&toml).await;
+    let mut a = server.client().await;
+    a.subscribe("orders").await;
+    wait_for_metric(&server, "herald_webhooks_dead_lettered_total", 1).await;
+    let store = Store::open(dir.path()).unwrap();
+    let started = Instant::now();
+    while !store.dead_letters().unwrap().is_empty() {
+        assert!(started.elapsed() < WAIT_LONG, "the dead letter stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "kept for its retention"
+    );
+}
+
+#[tokio::test]
+async fn a_client_event_in_a_young_channel_sends_its_occupancy_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start(SECRET).await;
+    let server = TestServer::with_config(&config(dir.path(), &sink.url(), "", "")).await;
+    let mut a = server.client().await;
+    a.subscribe_presence("presence-young", r#"{"user_id":"42"}"#)
+        .await;
+    a.send(json!({"event":"client-hi","channel":"presence-young","data":{}}))
+        .await;
+    a.send(json!({"event":"pusher:unsubscribe","data":{"channel":"presence-young"}}))
+        .await;
+    // Well inside addition_delay_ms, yet the channel was in use: nothing collapses.
+    let events = sink
+        .wait_for(WAIT_LONG, |e| {
+            has(
+                e,
+                &json!({"name":"channel_vacated","channel":"presence-young"}),
+            )
+        })
+        .await;
+    let mut young: Vec<&str> = names(&events);
+    young.sort_unstable();
+    assert_eq!(
+        young,
+        vec![
+            "channel_occupied",
+            "channel_vacated",
+            "client_event",
+            "member_added",
+            "member_removed"
+        ]
     );
 }

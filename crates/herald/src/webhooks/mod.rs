@@ -1,9 +1,11 @@
-//! Webhooks that are never lost: events are written to a durable SQLite outbox before any
-//! attempt, sent signed (spec §9.1), retried with backoff, and kept as dead letters when
-//! their receiver never accepts them. Nothing here runs on the WebSocket path: connections
-//! only push events into an in-memory queue that the ingest task drains.
+//! Webhooks that are never lost while Herald keeps up: events are written to a durable SQLite
+//! outbox before any attempt, sent signed (spec §9.1), retried with backoff, and kept for a
+//! while as dead letters. Every stage is bounded; what does not fit is dropped and counted.
 
+mod debounce;
+mod health;
 mod ingest;
+mod retention;
 mod sender;
 mod store;
 
@@ -17,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apps::{App, AppStore, WebhookKind};
 use crate::metrics::Metrics;
-pub use store::{Store, StoredEvent};
+pub use health::redact;
+pub use store::{NewEvent, Store, StoredEvent};
 
 /// `[webhooks]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,17 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     /// How long `channel_vacated` and `member_removed` wait for a cancelling re-add.
     pub removal_delay: Duration,
+    /// How long `channel_occupied` and `member_added` are held in memory; a matching removal
+    /// within it cancels both and nothing is stored.
+    pub addition_delay: Duration,
+    /// Events waiting in memory for the outbox; when full, new events are dropped.
+    pub queue_capacity: usize,
+    /// Events of one app waiting in the outbox; beyond it the app's new events are dropped.
+    pub max_pending: usize,
+    /// How long a dead letter is kept after its last attempt.
+    pub dead_letter_retention: Duration,
+    /// Dead letters kept per app; the oldest are deleted first.
+    pub max_dead_letters: usize,
 }
 
 impl Default for WebhookSettings {
@@ -39,9 +53,23 @@ impl Default for WebhookSettings {
             retry_for: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             removal_delay: Duration::from_secs(3),
+            // Long enough that a subscribe/unsubscribe loop never reaches the disk, short
+            // enough that a receiver hears of a new channel within about a second.
+            addition_delay: Duration::from_secs(1),
+            // About 3 MB of typical events; 100 MB if all were 10 KB client events.
+            queue_capacity: 10_000,
+            // About 30 MB of disk per app (a row takes ~300 bytes).
+            max_pending: 100_000,
+            dead_letter_retention: Duration::from_secs(7 * 86_400),
+            max_dead_letters: 100_000,
         }
     }
 }
+
+/// How often repeated conditions (drops, failing targets) are summarised in the log.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long shutdown waits for queued events to reach the outbox.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// One event for one target, on its way to the outbox.
 #[derive(Debug)]
@@ -50,15 +78,18 @@ enum Job {
         app_id: String,
         url: String,
         event: WebhookEvent,
+        /// When it was emitted: the settle windows count from here.
+        at: tokio::time::Instant,
     },
-    /// Answered once every job queued before it is stored.
+    /// Answered once every job queued before it, and every held addition, is stored.
     Flush(oneshot::Sender<()>),
 }
 
 /// The handle connections and the API use to emit webhook events.
 #[derive(Clone)]
 pub struct Webhooks {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 /// The configured event type of an event.
@@ -81,8 +112,8 @@ pub fn now_ms() -> u64 {
 }
 
 impl Webhooks {
-    /// Opens the outbox and starts the ingest and delivery tasks; delivery stops when
-    /// `shutdown` is cancelled (what is left is sent after the next start).
+    /// Opens the outbox and starts the ingest, delivery and retention tasks; delivery and
+    /// retention stop when `shutdown` is cancelled (what is left is sent after the next start).
     pub fn start(
         settings: WebhookSettings,
         apps: Arc<dyn AppStore>,
@@ -90,7 +121,7 @@ impl Webhooks {
         shutdown: CancellationToken,
     ) -> rusqlite::Result<Self> {
         let store = Arc::new(std::sync::Mutex::new(Store::open(&settings.data_dir)?));
-        let (jobs, receiver) = mpsc::unbounded_channel();
+        let (jobs, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let wake = Arc::new(tokio::sync::Notify::new());
         let settings = Arc::new(settings);
         tokio::spawn(ingest::run(
@@ -98,30 +129,70 @@ impl Webhooks {
             store.clone(),
             settings.clone(),
             wake.clone(),
+            metrics.clone(),
         ));
-        tokio::spawn(sender::run(store, apps, settings, metrics, wake, shutdown));
-        Ok(Self { jobs })
+        tokio::spawn(retention::run(
+            store.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(sender::run(
+            store,
+            apps,
+            settings,
+            metrics.clone(),
+            wake,
+            shutdown,
+        ));
+        Ok(Self { jobs, metrics })
     }
 
-    /// Queues `event` for every target of `app` that wants it. Never waits.
+    /// Queues `event` for every target of `app` that wants it. Never waits: when the queue
+    /// is full the new event is dropped and counted (`herald_webhooks_dropped_total`); the
+    /// ingest task logs drops at most once a minute.
     pub fn emit(&self, app: &App, event: WebhookEvent) {
+        let at = tokio::time::Instant::now();
         for target in app.webhook_targets(kind(&event), event.channel()) {
             let job = Job::Event {
                 app_id: app.id.clone(),
                 url: target.url.clone(),
                 event: event.clone(),
+                at,
             };
-            if self.jobs.send(job).is_err() {
-                tracing::error!(app_id = %app.id, "webhook queue closed; event not stored");
+            if let Err(e) = self.jobs.try_send(job) {
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        Metrics::add(&self.metrics.webhooks_dropped, 1);
+                        // The ingest task sets the depth when it takes jobs; while it is
+                        // stuck, this keeps the gauge honest.
+                        let depth = self.jobs.max_capacity() as u64;
+                        let gauge = &self.metrics.webhook_queue_depth;
+                        gauge.store(depth, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    mpsc::error::TrySendError::Closed(_) => {
+                        tracing::error!(app_id = %app.id, "webhook queue closed; event not stored");
+                    }
+                }
             }
         }
     }
 
-    /// Waits until every event emitted so far is in the outbox.
+    /// Waits until every event emitted so far, and every addition still held back, is in
+    /// the outbox; gives up after [`FLUSH_WAIT`] so a backlog cannot hold up shutdown.
     pub async fn flush(&self) {
         let (done, stored) = oneshot::channel();
-        if self.jobs.send(Job::Flush(done)).is_ok() {
-            let _ = stored.await;
+        let flushed = tokio::time::timeout(FLUSH_WAIT, async {
+            if self.jobs.send(Job::Flush(done)).await.is_ok() {
+                let _ = stored.await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            let queued = self.jobs.max_capacity() - self.jobs.capacity();
+            tracing::warn!(
+                queued,
+                "webhook events still queued at shutdown were not stored"
+            );
         }
     }
 }

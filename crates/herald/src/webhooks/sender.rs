@@ -1,5 +1,6 @@
 //! Delivers due outbox events: signed POSTs (spec §9.1), several events per request when the
-//! app batches, 2xx deletes them, anything else schedules a retry or a dead letter.
+//! app batches, 2xx deletes them, anything else schedules a retry or a dead letter. Failures
+//! are counted per attempt but logged per target state ([`super::health`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -10,8 +11,9 @@ use herald_protocol::webhook::body;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::health::{self, TargetHealth};
 use super::store::{Store, StoredEvent};
-use super::{WebhookSettings, now_ms};
+use super::{WebhookSettings, now_ms, redact};
 use crate::apps::{App, AppStore};
 use crate::metrics::Metrics;
 
@@ -33,6 +35,7 @@ struct Sender {
     in_flight: Arc<Mutex<HashSet<String>>>,
     permits: Arc<Semaphore>,
     wake: Arc<Notify>,
+    health: Mutex<TargetHealth>,
 }
 
 pub(super) async fn run(
@@ -60,9 +63,11 @@ pub(super) async fn run(
         in_flight: Arc::default(),
         permits: Arc::new(Semaphore::new(CONCURRENCY)),
         wake,
+        health: Mutex::default(),
     });
     loop {
         sender.clone().dispatch_due().await;
+        sender.summarise_failures();
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = sender.wake.notified() => {}
@@ -175,18 +180,42 @@ impl Sender {
         .await;
         let count = ids.len() as u64;
         let metrics = &self.metrics;
-        match (&outcome, written) {
+        let app_id = events
+            .first()
+            .map(|e| e.app_id.as_str())
+            .unwrap_or_default();
+        let report = match (&outcome, written) {
             (Ok(()), Ok(Ok(_))) => {
                 Metrics::add(&metrics.webhooks_delivered, count);
-                tracing::debug!(%url, events = count, "webhook delivered");
+                tracing::debug!(url = %redact(&url), events = count, "webhook delivered");
+                self.health().succeeded(app_id, &url)
             }
             (Err(error), Ok(Ok(dead))) => {
                 Metrics::add(&metrics.webhook_attempts_failed, count);
                 Metrics::add(&metrics.webhooks_dead_lettered, dead as u64);
-                tracing::warn!(%url, events = count, %error, dead, "webhook attempt failed");
+                let now = tokio::time::Instant::now();
+                self.health().failed(app_id, &url, error, dead as u64, now)
             }
-            (_, Ok(Err(e))) => tracing::error!(error = %e, "cannot update the webhook outbox"),
-            (_, Err(_)) => {}
+            (_, Ok(Err(e))) => {
+                tracing::error!(error = %e, "cannot update the webhook outbox");
+                None
+            }
+            (_, Err(_)) => None,
+        };
+        if let Some(report) = report {
+            health::log(app_id, &url, &report);
+        }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, TargetHealth> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs the once-a-minute summary of each target still failing.
+    fn summarise_failures(&self) {
+        let due = self.health().summaries(tokio::time::Instant::now());
+        for ((app_id, url), report) in due {
+            health::log(&app_id, &url, &report);
         }
     }
 }
@@ -203,7 +232,8 @@ fn group(events: Vec<StoredEvent>) -> BTreeMap<(String, String), Vec<StoredEvent
     groups
 }
 
-/// reqwest errors print the URL, which may carry credentials; keep only the cause.
+/// reqwest errors print the URL, which may carry credentials; keep only the cause (this
+/// text is also stored as the event's `last_error`).
 fn describe(error: reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".into()

@@ -1,9 +1,11 @@
 //! The durable webhook outbox in SQLite: every event waits here until its receiver answered
 //! 2xx, then it is deleted; events that ran out of retries stay as dead letters.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use herald_protocol::webhook::WebhookEvent;
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 /// One stored webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +26,46 @@ pub struct Store {
 }
 
 /// A new event to store; `not_before_ms` delays its first attempt.
-pub struct NewEvent<'a> {
-    pub id: &'a str,
-    pub app_id: &'a str,
-    pub url: &'a str,
-    pub event: &'a str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub id: String,
+    pub app_id: String,
+    pub url: String,
+    /// The event JSON, `id` included.
+    pub event: String,
+    /// When the change happened (the `time_ms` receivers see).
+    pub created_ms: u64,
     pub not_before_ms: u64,
+}
+
+impl NewEvent {
+    /// `event` for the target `url` of `app_id` with a fresh unique id.
+    pub fn new(
+        app_id: &str,
+        url: &str,
+        event: &WebhookEvent,
+        created_ms: u64,
+        not_before_ms: u64,
+    ) -> Self {
+        let id = format!("{:032x}", rand::random::<u128>());
+        Self {
+            event: event.to_json_with_id(&id),
+            id,
+            app_id: app_id.into(),
+            url: url.into(),
+            created_ms,
+            not_before_ms,
+        }
+    }
+}
+
+/// What [`Store::insert`] did besides storing.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Inserted {
+    /// Events refused because their app already had `max_pending` waiting.
+    pub refused: usize,
+    /// Cancellations that removed a stored removal (the rest stored their addition).
+    pub cancelled: usize,
 }
 
 const SCHEMA: &str = "
@@ -45,6 +81,7 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS webhook_events_due ON webhook_events (dead, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS webhook_events_app ON webhook_events (app_id, dead);
 ";
 
 const COLUMNS: &str = "id, app_id, url, event, created_ms, attempts, last_error";
@@ -56,12 +93,25 @@ pub fn backoff_ms(attempt: u32) -> u64 {
 }
 
 impl Store {
+    /// A write transaction that takes the write lock at once, so another process holding it
+    /// (the CLI's replay) is waited for (busy timeout); a deferred transaction that read
+    /// first would fail at once with "database is locked" instead.
+    fn write(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.db
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+    }
+
+    /// The database file in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("webhooks.sqlite3")
+    }
+
     /// Opens (creating) `webhooks.sqlite3` in `dir`.
     pub fn open(dir: &Path) -> rusqlite::Result<Self> {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
         }
-        let db = Connection::open(dir.join("webhooks.sqlite3"))?;
+        let db = Connection::open(Self::path(dir))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         db.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -69,34 +119,69 @@ impl Store {
         Ok(Self { db })
     }
 
-    /// Stores events in one transaction.
-    pub fn insert(&mut self, events: &[NewEvent<'_>], now_ms: u64) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
+    /// Opens the outbox in `dir` if there is one; `None` when nothing was ever stored there
+    /// (and nothing is created).
+    pub fn open_existing(dir: &Path) -> rusqlite::Result<Option<Self>> {
+        if !Self::path(dir).exists() {
+            return Ok(None);
+        }
+        Self::open(dir).map(Some)
+    }
+
+    /// In one transaction: deletes each cancelled removal (storing its addition instead
+    /// when the removal is gone already), then stores `events`, refusing those of an app
+    /// that already has `max_pending` events waiting.
+    pub fn insert(
+        &mut self,
+        events: Vec<NewEvent>,
+        cancels: Vec<(String, NewEvent)>,
+        max_pending: usize,
+    ) -> rusqlite::Result<Inserted> {
+        let tx = self.write()?;
+        let mut done = Inserted::default();
+        let mut events = events;
         {
+            let mut delete =
+                tx.prepare_cached("DELETE FROM webhook_events WHERE id = ?1 AND dead = 0")?;
+            for (removal, addition) in cancels {
+                if delete.execute([removal])? > 0 {
+                    done.cancelled += 1;
+                } else {
+                    events.push(addition);
+                }
+            }
+            let mut count = tx.prepare_cached(
+                "SELECT COUNT(*) FROM webhook_events WHERE app_id = ?1 AND dead = 0",
+            )?;
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO webhook_events (id, app_id, url, event, created_ms, next_attempt_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for e in events {
-                insert.execute(params![
+            let mut pending: HashMap<String, usize> = HashMap::new();
+            for e in &events {
+                let waiting = match pending.get_mut(&e.app_id) {
+                    Some(waiting) => waiting,
+                    None => {
+                        let n: i64 = count.query_row([&e.app_id], |r| r.get(0))?;
+                        pending.entry(e.app_id.clone()).or_insert(n as usize)
+                    }
+                };
+                if *waiting >= max_pending {
+                    done.refused += 1;
+                    continue;
+                }
+                *waiting += insert.execute(params![
                     e.id,
                     e.app_id,
                     e.url,
                     e.event,
-                    now_ms as i64,
+                    e.created_ms as i64,
                     e.not_before_ms as i64
                 ])?;
             }
         }
-        tx.commit()
-    }
-
-    /// Removes a pending event (a delayed removal cancelled by a re-add).
-    pub fn cancel(&mut self, id: &str) -> rusqlite::Result<bool> {
-        Ok(self.db.execute(
-            "DELETE FROM webhook_events WHERE id = ?1 AND dead = 0",
-            [id],
-        )? > 0)
+        tx.commit()?;
+        Ok(done)
     }
 
     /// Pending events due at `now_ms`, oldest first.
@@ -112,7 +197,7 @@ impl Store {
 
     /// The receiver answered 2xx: forget the events.
     pub fn delivered(&mut self, ids: &[String]) -> rusqlite::Result<()> {
-        let tx = self.db.transaction()?;
+        let tx = self.write()?;
         {
             let mut delete = tx.prepare_cached("DELETE FROM webhook_events WHERE id = ?1")?;
             for id in ids {
@@ -131,7 +216,7 @@ impl Store {
         now_ms: u64,
         retry_for_ms: u64,
     ) -> rusqlite::Result<usize> {
-        let tx = self.db.transaction()?;
+        let tx = self.write()?;
         let mut dead = 0;
         {
             let mut read =
@@ -146,8 +231,14 @@ impl Store {
                     continue;
                 };
                 let attempts = attempts + 1;
-                let next = now_ms + backoff_ms(attempts);
                 let is_dead = now_ms.saturating_sub(created_ms as u64) >= retry_for_ms;
+                // A dead letter is never due; its next_attempt_ms records when it died,
+                // which is what its retention counts from.
+                let next = if is_dead {
+                    now_ms
+                } else {
+                    now_ms + backoff_ms(attempts)
+                };
                 dead += usize::from(is_dead);
                 update.execute(params![id, attempts, next as i64, is_dead, error])?;
             }
@@ -165,6 +256,47 @@ impl Store {
         rows.collect()
     }
 
+    /// Deletes dead letters that died before `died_before_ms`, then the oldest of any app
+    /// holding more than `max_per_app`. Returns how many went.
+    pub fn prune_dead_letters(
+        &mut self,
+        died_before_ms: u64,
+        max_per_app: usize,
+    ) -> rusqlite::Result<usize> {
+        let tx = self.write()?;
+        let mut deleted = tx.execute(
+            "DELETE FROM webhook_events WHERE dead = 1 AND next_attempt_ms < ?1",
+            [died_before_ms as i64],
+        )?;
+        {
+            let mut crowded = tx.prepare_cached(
+                "SELECT app_id FROM webhook_events WHERE dead = 1 GROUP BY app_id HAVING COUNT(*) > ?1",
+            )?;
+            let apps: Vec<String> = crowded
+                .query_map([max_per_app as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut trim = tx.prepare_cached(
+                "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events
+                 WHERE app_id = ?1 AND dead = 1 ORDER BY next_attempt_ms DESC LIMIT -1 OFFSET ?2)",
+            )?;
+            for app in apps {
+                deleted += trim.execute(params![app, max_per_app as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(deleted)
+    }
+
+    /// Events of `app_id` waiting for delivery (dead letters not included).
+    pub fn pending(&self, app_id: &str) -> rusqlite::Result<usize> {
+        let n: i64 = self.db.query_row(
+            "SELECT COUNT(*) FROM webhook_events WHERE app_id = ?1 AND dead = 0",
+            [app_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as usize)
+    }
+
     /// Puts dead letters back in the queue with a fresh retry window; `None` replays all.
     /// Returns how many were requeued.
     pub fn replay(&mut self, ids: Option<&[String]>, now_ms: u64) -> rusqlite::Result<usize> {
@@ -173,7 +305,7 @@ impl Store {
         match ids {
             None => self.db.execute(sql, [now_ms as i64]),
             Some(ids) => {
-                let tx = self.db.transaction()?;
+                let tx = self.write()?;
                 let mut count = 0;
                 {
                     let mut one = tx.prepare_cached(&format!("{sql} AND id = ?2"))?;
@@ -204,14 +336,23 @@ fn row_to_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 mod tests {
     use super::*;
 
-    fn event<'a>(id: &'a str, not_before_ms: u64) -> NewEvent<'a> {
+    fn event(id: &str, not_before_ms: u64) -> NewEvent {
+        event_of("1", id, not_before_ms)
+    }
+
+    fn event_of(app_id: &str, id: &str, not_before_ms: u64) -> NewEvent {
         NewEvent {
-            id,
-            app_id: "1",
-            url: "http://sink",
-            event: "{}",
+            id: id.into(),
+            app_id: app_id.into(),
+            url: "http://sink".into(),
+            event: "{}".into(),
+            created_ms: 0,
             not_before_ms,
         }
+    }
+
+    fn ids(events: Vec<StoredEvent>) -> Vec<String> {
+        events.into_iter().map(|e| e.id).collect()
     }
 
     #[test]
@@ -228,15 +369,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(dir.path()).expect("open");
         store
-            .insert(&[event("a", 0), event("b", 5_000)], 0)
+            .insert(vec![event("a", 0), event("b", 5_000)], vec![], 10)
             .expect("insert");
-        let due: Vec<String> = store
-            .due(1_000, 10)
-            .expect("due")
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(due, vec!["a"]);
+        assert_eq!(ids(store.due(1_000, 10).expect("due")), vec!["a"]);
         assert_eq!(
             store
                 .failed(&["a".into()], "HTTP 500", 1_000, 300_000)
@@ -256,7 +391,10 @@ mod tests {
             1
         );
         assert_eq!(store.dead_letters().expect("dead").len(), 1);
-        assert!(store.cancel("b").expect("cancel"));
+        let cancelled = store
+            .insert(vec![], vec![("b".into(), event("b2", 0))], 10)
+            .expect("cancel");
+        assert_eq!(cancelled.cancelled, 1);
         assert!(store.due(u64::MAX / 2, 10).expect("due").is_empty());
 
         // Reopening keeps everything; replay requeues the dead letter.
@@ -267,5 +405,71 @@ mod tests {
         store.delivered(&["a".into()]).expect("delivered");
         assert!(store.due(u64::MAX / 2, 10).expect("due").is_empty());
         assert!(store.dead_letters().expect("dead").is_empty());
+    }
+
+    #[test]
+    fn a_cancel_that_finds_no_removal_stores_its_addition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        let done = store
+            .insert(vec![], vec![("gone".into(), event("re-add", 0))], 10)
+            .expect("insert");
+        assert_eq!(done, Inserted::default());
+        assert_eq!(ids(store.due(0, 10).expect("due")), vec!["re-add"]);
+    }
+
+    #[test]
+    fn an_app_with_max_pending_events_waiting_gets_no_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        let first: Vec<NewEvent> = (0..3).map(|n| event(&format!("a{n}"), 0)).collect();
+        assert_eq!(store.insert(first, vec![], 2).expect("insert").refused, 1);
+        let more = vec![event("a9", 0), event_of("2", "b0", 0)];
+        assert_eq!(store.insert(more, vec![], 2).expect("insert").refused, 1);
+        assert_eq!(store.pending("1").expect("pending"), 2);
+        assert_eq!(store.pending("2").expect("pending"), 1);
+        // Dead letters do not count: their app may queue again.
+        store
+            .failed(&["a0".into(), "a1".into()], "HTTP 500", 10, 0)
+            .expect("failed");
+        let again = store
+            .insert(vec![event("a10", 0)], vec![], 2)
+            .expect("insert");
+        assert_eq!(again.refused, 0);
+    }
+
+    #[test]
+    fn dead_letters_go_after_their_retention_or_beyond_the_per_app_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        let events: Vec<NewEvent> = (0..4).map(|n| event(&format!("d{n}"), 0)).collect();
+        store.insert(events, vec![], 10).expect("insert");
+        // d0 dies at 1 000, d1 at 2 000, d2 and d3 at 3 000.
+        for (id, died) in [("d0", 1_000), ("d1", 2_000), ("d2", 3_000), ("d3", 3_000)] {
+            store
+                .failed(&[id.into()], "HTTP 500", died, 0)
+                .expect("fail");
+        }
+        assert_eq!(store.prune_dead_letters(1_000, 10).expect("prune"), 0);
+        assert_eq!(store.prune_dead_letters(1_500, 10).expect("prune"), 1);
+        assert_eq!(
+            ids(store.dead_letters().expect("dead")),
+            vec!["d1", "d2", "d3"]
+        );
+        // At most two per app: the oldest death goes.
+        assert_eq!(store.prune_dead_letters(0, 2).expect("prune"), 1);
+        let mut left = ids(store.dead_letters().expect("dead"));
+        left.sort();
+        assert_eq!(left, vec!["d2", "d3"]);
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("herald-data");
+        assert!(Store::open_existing(&data).expect("open").is_none());
+        assert!(!data.exists());
+        Store::open(&data).expect("create");
+        assert!(Store::open_existing(&data).expect("open").is_some());
     }
 }
