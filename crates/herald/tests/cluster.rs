@@ -8,8 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use herald::cluster::transport::MemoryBroker;
 use serde_json::json;
 use support::cluster::{Backend, NODE_TIMEOUT, TestCluster, TestNode};
+use support::sink::WebhookSink;
 use support::*;
 
 /// Long enough for a message to cross any of the brokers here.
@@ -346,11 +348,218 @@ async fn ready_follows_the_broker(backend: Backend) {
     .await;
 }
 
+/// App 1 with a webhook receiver and subscription counts; app 4 allows one connection.
+fn apps_with(sink_url: &str) -> String {
+    format!(
+        r#"
+[[apps]]
+id = "1"
+key = "app-key"
+secret = "app-secret"
+enable_client_messages = true
+enable_subscription_count = true
+[[apps.webhooks]]
+url = "{sink_url}"
+event_types = ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
+[[apps]]
+id = "4"
+key = "tiny-key"
+secret = "secret-4"
+max_connections = 1
+"#
+    )
+}
+
+const FAST_WEBHOOKS: &str = "[webhooks]\naddition_delay_ms = 200\nremoval_delay_ms = 1000\n";
+
+fn count(events: &[serde_json::Value], name: &str, channel: &str, user: Option<&str>) -> usize {
+    events
+        .iter()
+        .filter(|e| e["name"] == name && e["channel"] == channel)
+        .filter(|e| user.is_none_or(|u| e["user_id"] == u))
+        .count()
+}
+
+async fn webhooks_fire_once_per_transition_cluster_wide(backend: Backend) {
+    let sink = WebhookSink::start(SECRET).await;
+    let cluster = TestCluster::with_apps(3, backend, FAST_WEBHOOKS, &apps_with(&sink.url())).await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut ada = n0.client().await;
+    ada.subscribe_presence("presence-hooks", r#"{"user_id":"1"}"#)
+        .await;
+    let mut bob = n1.client().await;
+    bob.subscribe_presence("presence-hooks", r#"{"user_id":"2"}"#)
+        .await;
+    let mut bob2 = n2.client().await;
+    bob2.subscribe_presence("presence-hooks", r#"{"user_id":"2"}"#)
+        .await;
+    sink.wait_for(WAIT, |e| {
+        count(e, "member_added", "presence-hooks", Some("2")) == 1
+            && count(e, "member_added", "presence-hooks", Some("1")) == 1
+            && count(e, "channel_occupied", "presence-hooks", None) == 1
+    })
+    .await;
+    // A user moving from node 0 to node 1 within the removal delay: no webhooks.
+    let mut carol = n0.client().await;
+    carol
+        .subscribe_presence("presence-hooks", r#"{"user_id":"3"}"#)
+        .await;
+    sink.wait_for(WAIT, |e| {
+        count(e, "member_added", "presence-hooks", Some("3")) == 1
+    })
+    .await;
+    drop(carol);
+    let mut carol = n1.client().await;
+    carol
+        .subscribe_presence("presence-hooks", r#"{"user_id":"3"}"#)
+        .await;
+    // Everyone leaves.
+    drop((ada, bob, bob2, carol));
+    sink.wait_for(Duration::from_secs(15), |e| {
+        count(e, "channel_vacated", "presence-hooks", None) == 1
+    })
+    .await;
+    // Past every delay: what arrived is all that will.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = sink.events();
+    for (name, user, times) in [
+        ("channel_occupied", None, 1),
+        ("member_added", Some("1"), 1),
+        ("member_added", Some("2"), 1),
+        ("member_added", Some("3"), 1),
+        ("member_removed", Some("1"), 1),
+        ("member_removed", Some("2"), 1),
+        ("member_removed", Some("3"), 1),
+        ("channel_vacated", None, 1),
+    ] {
+        assert_eq!(
+            count(&events, name, "presence-hooks", user),
+            times,
+            "{name} {user:?}: {events:?}"
+        );
+    }
+}
+
+async fn counts_users_and_caches_span_the_cluster(backend: Backend) {
+    let sink = WebhookSink::start(SECRET).await;
+    let cluster = TestCluster::with_apps(3, backend, FAST_WEBHOOKS, &apps_with(&sink.url())).await;
+    let [n0, n1, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    // Subscription counts count every node's subscribers.
+    let mut counted = Vec::new();
+    for node in [n0, n1, n2] {
+        let mut client = node.client().await;
+        client.subscribe("counted").await;
+        counted.push(client);
+    }
+    for client in &mut counted {
+        loop {
+            let frame = client.expect("pusher_internal:subscription_count").await;
+            if frame.data_json().unwrap()["subscription_count"] == 3 {
+                break;
+            }
+        }
+    }
+    // Server-to-user, watchlist and terminate reach a user signed in on another node.
+    let mut watcher = n0.client().await;
+    watcher.sign_in(r#"{"id":"9","watchlist":["42"]}"#).await;
+    let first = watcher.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(first.data_json().unwrap()["events"][0]["name"], "offline");
+    let mut user = n1.client().await;
+    user.sign_in(r#"{"id":"42"}"#).await;
+    let online = watcher.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(online.data_json().unwrap()["events"][0]["name"], "online");
+    n2.api()
+        .trigger(&["#server-to-user-42"], "direct", "hi")
+        .await;
+    user.expect("direct").await;
+    let (status, _) = n0
+        .api()
+        .post("/users/42/terminate_connections", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (code, _) = user.expect_error().await;
+    assert_eq!(code, Some(4009));
+    let offline = watcher.expect("pusher_internal:watchlist_events").await;
+    assert_eq!(offline.data_json().unwrap()["events"][0]["name"], "offline");
+    // A cache channel's last event is served by any node.
+    n0.api().trigger(&["cache-prices"], "price", "42").await;
+    let mut late = n2.client().await;
+    late.subscribe("cache-prices").await;
+    let cached = late.next().await;
+    assert_eq!(cached.event, "price");
+    // The app's connection quota counts every node (as of their last heartbeat).
+    let tiny = n0.ws_url("tiny-key");
+    let _held = TestClient::connect(&tiny).await;
+    let refused_elsewhere = async {
+        loop {
+            let mut ws = open(&n1.ws_url("tiny-key")).await;
+            let frame = next_frame(&mut ws).await.unwrap();
+            if frame.event == "pusher:error" {
+                return frame;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(5), refused_elsewhere)
+        .await
+        .expect("another node counts the connection within a heartbeat");
+    assert_eq!(refused.data_json().unwrap()["code"], 4004);
+}
+
+async fn a_node_cut_off_rejoins_under_a_new_epoch(broker: MemoryBroker) {
+    let cluster = TestCluster::start(3, Backend::Memory(broker.clone())).await;
+    let [n0, _, n2] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut ada = n0.client().await;
+    ada.subscribe_presence("presence-room", r#"{"user_id":"1"}"#)
+        .await;
+    let mut far = n2.client().await;
+    far.subscribe_presence("presence-room", r#"{"user_id":"3"}"#)
+        .await;
+    ada.expect("pusher_internal:member_added").await;
+    let node2 = broker.node_ids()[2];
+    broker.cut_off(node2);
+    // Declared dead by the others: its member goes, once.
+    let removed = tokio::time::timeout(
+        NODE_TIMEOUT + Duration::from_secs(5),
+        ada.expect("pusher_internal:member_removed"),
+    )
+    .await
+    .expect("removed after node_timeout");
+    assert_eq!(removed.data_json().unwrap()["user_id"], "3");
+    broker.restore(node2);
+    // Back under a new epoch: its member is announced again, once, and not resurrected
+    // twice.
+    let added = tokio::time::timeout(
+        Duration::from_secs(10),
+        ada.expect("pusher_internal:member_added"),
+    )
+    .await
+    .expect("re-announced after the rejoin");
+    assert_eq!(added.data_json().unwrap()["user_id"], "3");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ada.expect_nothing_queued().await;
+    until(
+        n0,
+        "/channels/presence-room",
+        &[("info", "user_count")],
+        |b| b["user_count"] == 2,
+    )
+    .await;
+}
+
 macro_rules! suite {
-    ($($scenario:ident),* $(,)?) => {
+    (every_broker: [$($scenario:ident),* $(,)?], memory_only: [$($memory:ident),* $(,)?] $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $scenario() { super::$scenario(super::Backend::memory()).await })*
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $memory() { super::$memory(super::MemoryBroker::new()).await })*
         }
         mod redis {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,10 +573,17 @@ macro_rules! suite {
 }
 
 suite!(
-    events_reach_every_node_once_in_order,
-    presence_is_one_roster_across_nodes,
-    http_reads_answer_for_the_whole_cluster,
-    a_killed_node_leaves_no_ghost_members,
-    a_rolling_restart_hands_presence_over_silently,
-    ready_follows_the_broker,
+    every_broker: [
+        events_reach_every_node_once_in_order,
+        presence_is_one_roster_across_nodes,
+        http_reads_answer_for_the_whole_cluster,
+        a_killed_node_leaves_no_ghost_members,
+        a_rolling_restart_hands_presence_over_silently,
+        ready_follows_the_broker,
+        webhooks_fire_once_per_transition_cluster_wide,
+        counts_users_and_caches_span_the_cluster,
+    ],
+    // Cutting one node's link is a switch of the memory broker; with Redis and NATS the
+    // outage scenario (a private broker stopped) covers losing the link.
+    memory_only: [a_node_cut_off_rejoins_under_a_new_epoch],
 );

@@ -133,6 +133,9 @@ pub struct TestCluster {
     pub backend: Backend,
     pub prefix: String,
     extra: String,
+    apps: String,
+    /// Each node's webhook outbox.
+    dirs: Vec<tempfile::TempDir>,
 }
 
 /// Fast protocol timings for tests: heartbeats every second, dead after 3.
@@ -145,12 +148,19 @@ impl TestCluster {
 
     /// `extra` is TOML placed before the apps (e.g. a `[webhooks]` table); `APPS` follow.
     pub async fn with_config(count: usize, backend: Backend, extra: &str) -> Self {
+        Self::with_apps(count, backend, extra, APPS).await
+    }
+
+    /// `extra` (e.g. `[webhooks]` settings) then `apps`, the `[[apps]]` blocks.
+    pub async fn with_apps(count: usize, backend: Backend, extra: &str, apps: &str) -> Self {
         let prefix = format!("test-{:016x}", rand::random::<u64>());
         let mut cluster = Self {
             nodes: Vec::new(),
             backend,
             prefix,
             extra: extra.to_owned(),
+            apps: apps.to_owned(),
+            dirs: Vec::new(),
         };
         for _ in 0..count {
             cluster.add_node().await;
@@ -161,8 +171,11 @@ impl TestCluster {
 
     /// Starts one more node.
     pub async fn add_node(&mut self) -> usize {
-        let mut config =
-            Config::from_toml(&format!("{}\n{APPS}", self.extra)).expect("test config is valid");
+        let mut config = Config::from_toml(&format!("{}\n{}", self.extra, self.apps))
+            .expect("test config is valid");
+        let dir = tempfile::tempdir().expect("temp dir");
+        config.webhooks.data_dir = dir.path().to_owned();
+        self.dirs.push(dir);
         let (driver, url) = self.backend.driver();
         config.cluster = Some(ClusterSettings {
             driver,

@@ -107,6 +107,13 @@ impl MemoryBroker {
 
     /// Cuts one node off (a network partition): its link goes Down, it receives nothing and
     /// nothing it published reaches anyone.
+    /// The nodes that joined, in the order they joined.
+    pub fn node_ids(&self) -> Vec<MemoryNodeId> {
+        let mut ids: Vec<MemoryNodeId> = self.lock().members.keys().copied().collect();
+        ids.sort_by_key(|id| id.0);
+        ids
+    }
+
     pub fn cut_off(&self, id: MemoryNodeId) {
         self.set_cut(id, true);
     }
