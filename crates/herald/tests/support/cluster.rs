@@ -186,8 +186,26 @@ impl TestCluster {
             node_timeout: NODE_TIMEOUT,
             start_degraded: true,
         });
+        let joined_before = self.memory_nodes();
         self.nodes.push(spawn_node(config));
+        // On the memory broker, node i is the i-th to join (tests cut nodes off by index).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.memory_nodes() == joined_before && joined_before.is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "node never joined the memory broker"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.nodes.len() - 1
+    }
+
+    /// How many nodes joined the memory broker (`None` for Redis and NATS).
+    fn memory_nodes(&self) -> Option<usize> {
+        match &self.backend {
+            Backend::Memory(broker) => Some(broker.node_ids().len()),
+            _ => None,
+        }
     }
 
     /// Waits until every running node answers `/ready` with 200.
