@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cluster::transport::TransportCounts;
+
 /// Every counter Herald keeps.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -159,6 +161,62 @@ impl Metrics {
         }
         text
     }
+}
+
+/// The cluster's counters: what crossed the broker and what could not.
+pub fn render_cluster(counts: &TransportCounts, peers: usize) -> String {
+    let rows: [(&str, &str, &str, u64); 7] = [
+        (
+            "herald_cluster_messages_published_total",
+            "counter",
+            "Messages this node handed to the cluster broker.",
+            counts.published,
+        ),
+        (
+            "herald_cluster_messages_unsent_total",
+            "counter",
+            "Messages for other nodes that could not be sent (broker unreachable or queue full).",
+            counts.publish_dropped,
+        ),
+        (
+            "herald_cluster_messages_received_total",
+            "counter",
+            "Messages received from the cluster broker.",
+            counts.received,
+        ),
+        (
+            "herald_cluster_received_bytes_total",
+            "counter",
+            "Payload bytes received from the cluster broker.",
+            counts.received_bytes,
+        ),
+        (
+            "herald_cluster_messages_dropped_total",
+            "counter",
+            "Received messages dropped because this node could not keep up.",
+            counts.inbound_dropped,
+        ),
+        (
+            "herald_cluster_reconnects_total",
+            "counter",
+            "Times the link to the cluster broker came back.",
+            counts.reconnects,
+        ),
+        (
+            "herald_cluster_peers",
+            "gauge",
+            "Other nodes this node hears from.",
+            peers as u64,
+        ),
+    ];
+    let mut text = String::new();
+    for (name, kind, help, value) in rows {
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
+    text
 }
 
 fn escape(label: &str) -> String {

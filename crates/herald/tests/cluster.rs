@@ -37,6 +37,20 @@ async fn expect_within(
     }
 }
 
+/// An unlabelled metric of `node`.
+async fn node_metric(node: &TestNode, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", node.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Long enough for a message to cross any of the brokers here.
 const CROSSING: Duration = Duration::from_millis(300);
 
@@ -332,6 +346,16 @@ async fn ready_follows_the_broker(backend: Backend) {
     let mut b = n0.client().await;
     a.subscribe("local").await;
     b.subscribe("local").await;
+    let mut ada = n0.client().await;
+    ada.subscribe_presence("presence-outage", r#"{"user_id":"1"}"#)
+        .await;
+    until(
+        n1,
+        "/channels/presence-outage",
+        &[("info", "user_count")],
+        |b| b["user_count"] == 1,
+    )
+    .await;
     match (&backend, private.as_mut()) {
         (Backend::Memory(broker), _) => broker.take_down(),
         (_, Some(broker)) => broker.stop(),
@@ -349,16 +373,32 @@ async fn ready_follows_the_broker(backend: Backend) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // Local delivery goes on.
+    // Local delivery goes on; what could not cross is counted.
     n0.api().trigger(&["local"], "still", "here").await;
     a.expect("still").await;
     b.expect("still").await;
+    assert!(node_metric(n0, "herald_cluster_messages_unsent_total").await > 0.0);
+    // A member joins on node 1 while it cannot tell anyone.
+    let mut bob = n1.client().await;
+    let roster = bob
+        .subscribe_presence("presence-outage", r#"{"user_id":"2"}"#)
+        .await;
+    assert_eq!(roster.data_json().unwrap()["presence"]["count"], 2);
     match (&backend, private.as_mut()) {
         (Backend::Memory(broker), _) => broker.bring_up(),
         (_, Some(broker)) => broker.start(),
         _ => unreachable!(),
     }
     cluster.wait_ready().await;
+    assert!(node_metric(n0, "herald_cluster_reconnects_total").await >= 1.0);
+    // The join made during the outage reaches node 0's member once the broker is back.
+    let added = expect_within(
+        &mut ada,
+        "pusher_internal:member_added",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(added.data_json().unwrap()["user_id"], "2");
     // Presence made during or after the outage is visible everywhere again.
     let mut late = n1.client().await;
     late.subscribe("local").await;
@@ -393,7 +433,7 @@ max_connections = 1
     )
 }
 
-const FAST_WEBHOOKS: &str = "[webhooks]\naddition_delay_ms = 200\nremoval_delay_ms = 1000\n";
+const FAST_WEBHOOKS: &str = "[webhooks]\naddition_delay_ms = 200\nremoval_delay_ms = 2500\n";
 
 fn count(events: &[serde_json::Value], name: &str, channel: &str, user: Option<&str>) -> usize {
     events

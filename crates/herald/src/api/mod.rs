@@ -87,7 +87,14 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let text = node.metrics.render(&node.connection_counts());
+    let mut text = node.metrics.render(&node.connection_counts());
+    if let Some(cluster) = &node.cluster {
+        let counts = cluster.transport().stats().counts();
+        text.push_str(&crate::metrics::render_cluster(
+            &counts,
+            cluster.peer_count(),
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -159,6 +159,8 @@ impl Cluster {
         tracing::warn!(node = %old.id, "rejoining the cluster under a new epoch");
         state.view.rekey(&old, &new);
         state.me = new;
+        // A new incarnation owns keys only once it has everyone's facts again.
+        state.eligibility_told = false;
         self.greet(state);
     }
 
@@ -219,6 +221,8 @@ impl Cluster {
                 } else {
                     self.greet(&mut state);
                 }
+                drop(state);
+                self.send_unsent();
             }
         }
     }

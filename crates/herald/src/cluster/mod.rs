@@ -60,6 +60,8 @@ pub async fn start(
 /// Subscription counts above this are announced at most every [`COUNT_INTERVAL`] (§3.9).
 const COUNT_THROTTLE_ABOVE: usize = 100;
 const COUNT_INTERVAL: Duration = Duration::from_secs(5);
+/// Announcements kept for other nodes while the broker is unreachable.
+const UNSENT_CAPACITY: usize = 10_000;
 /// A snapshot is asked of one node at most this often.
 const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -115,6 +117,10 @@ pub struct Cluster {
     state: Mutex<State>,
     /// Topics listened to, with how many local reasons each has.
     topics: Mutex<HashMap<String, usize>>,
+    /// Presence and count announcements this node made while the broker was unreachable:
+    /// the other nodes get them when it is back (they would never compute them themselves,
+    /// since the owner already applied the change).
+    unsent: Mutex<std::collections::VecDeque<bytes::Bytes>>,
 }
 
 struct State {
@@ -174,6 +180,7 @@ impl Cluster {
                 connections: Vec::new(),
             }),
             topics: Mutex::default(),
+            unsent: Mutex::default(),
         };
         cluster.transport.subscribe(&cluster.control_topic());
         cluster.greet(&mut cluster.lock());
@@ -240,8 +247,22 @@ impl Cluster {
             except: except.map(ToString::to_string),
             cache,
         };
-        self.transport
-            .publish(&topic, message.encode(frame.as_bytes()));
+        let payload = message.encode(frame.as_bytes());
+        if !self.transport.publish(&topic, payload.clone()) && every_node {
+            let mut unsent = self.unsent.lock().unwrap_or_else(|p| p.into_inner());
+            if unsent.len() == UNSENT_CAPACITY {
+                unsent.pop_front();
+            }
+            unsent.push_back(payload);
+        }
+    }
+
+    /// Sends what was announced while the broker was unreachable.
+    fn send_unsent(&self) {
+        let unsent = std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|p| p.into_inner()));
+        for payload in unsent {
+            self.transport.publish(&self.control_topic(), payload);
+        }
     }
 
     /// Starts receiving a channel's events (a local socket needs them).
@@ -347,6 +368,11 @@ impl Cluster {
         self.lock().view.signed_in(&key) > 0
     }
 
+    /// Other nodes this one hears from.
+    pub fn peer_count(&self) -> usize {
+        self.lock().peers.iter().count()
+    }
+
     /// Open connections of the app on the other nodes (as of their last heartbeat).
     pub fn remote_connections(&self, app: &str) -> usize {
         self.lock().peers.connections(app)
@@ -387,7 +413,6 @@ impl Cluster {
     /// follows the hello.
     fn greet(&self, state: &mut State) {
         state.hello_at = Instant::now();
-        state.eligibility_told = false;
         self.send(
             &Message::Hello {
                 from: state.me.clone(),
@@ -407,10 +432,14 @@ impl Cluster {
         self.send(&message, &[]);
     }
 
-    /// Owns keys once every known node's facts arrived, a moment after saying hello.
+    /// Owns keys once every known node's facts arrived, a moment after saying hello, and
+    /// from then on for this incarnation: a newcomer's arrival must not make the others
+    /// disagree about who owns what while its snapshot is on its way.
     fn is_eligible(&self, state: &State, now: Instant) -> bool {
         let settle = (self.timing.heartbeat_interval / 2).min(Duration::from_millis(500));
-        now.duration_since(state.hello_at) >= settle && state.peers.iter().all(|p| p.synced)
+        state.eligibility_told
+            || (now.duration_since(state.hello_at) >= settle
+                && state.peers.iter().all(|p| p.synced))
     }
 
     /// Keeps the transitions whose key this node owns; counts pass the §3.9 throttle.

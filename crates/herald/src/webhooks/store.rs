@@ -144,7 +144,11 @@ impl Store {
             let mut delete =
                 tx.prepare_cached("DELETE FROM webhook_events WHERE id = ?1 AND dead = 0")?;
             for (removal, addition) in cancels {
-                if delete.execute([removal])? > 0 {
+                // The removal may be in this very batch, not yet in the table.
+                if let Some(at) = events.iter().position(|e| e.id == removal) {
+                    events.remove(at);
+                    done.cancelled += 1;
+                } else if delete.execute([removal])? > 0 {
                     done.cancelled += 1;
                 } else {
                     events.push(addition);
@@ -353,6 +357,24 @@ mod tests {
 
     fn ids(events: Vec<StoredEvent>) -> Vec<String> {
         events.into_iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn a_readd_cancels_a_removal_stored_in_the_same_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(dir.path()).expect("open");
+        let done = store
+            .insert(
+                vec![event("removal", 5_000)],
+                vec![("removal".into(), event("readd", 0))],
+                10,
+            )
+            .expect("insert");
+        assert_eq!(done.cancelled, 1);
+        assert!(
+            store.due(u64::MAX / 2, 10).expect("due").is_empty(),
+            "neither the removal nor the re-add is sent"
+        );
     }
 
     #[test]
