@@ -411,6 +411,31 @@ async fn ready_follows_the_broker(backend: Backend) {
     .await;
 }
 
+async fn events_right_after_subscription_succeeded_are_not_missed(backend: Backend) {
+    let cluster = TestCluster::start(2, backend).await;
+    let [n0, n1] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let api = n0.api();
+    let mut a = n0.client().await;
+    let mut b = n1.client().await;
+    for round in 0..40 {
+        // A fresh channel: node 1 starts listening to it with b's subscription.
+        let channel = format!("private-race-{round}");
+        a.subscribe_private(&channel).await;
+        b.subscribe_private(&channel).await;
+        api.trigger(&[&channel], "right-after", &round.to_string())
+            .await;
+        let got = b.expect("right-after").await;
+        assert_eq!(
+            got.channel.as_deref(),
+            Some(channel.as_str()),
+            "round {round}"
+        );
+        a.expect("right-after").await;
+    }
+}
+
 /// App 1 with a webhook receiver and subscription counts; app 4 allows one connection.
 fn apps_with(sink_url: &str) -> String {
     format!(
@@ -658,6 +683,7 @@ suite!(
         ready_follows_the_broker,
         webhooks_fire_once_per_transition_cluster_wide,
         counts_users_and_caches_span_the_cluster,
+        events_right_after_subscription_succeeded_are_not_missed,
     ],
     // Cutting one node's link is a switch of the memory broker; with Redis and NATS the
     // outage scenario (a private broker stopped) covers losing the link.

@@ -22,6 +22,10 @@ impl Cluster {
         let mut state = self.lock();
         let from = message.from().clone();
         if from.id == state.me.id {
+            if let Message::Probe { nonce, .. } = message {
+                drop(state);
+                self.probed(&inbound.topic, nonce);
+            }
             return Vec::new(); // our own echo
         }
         let mut transitions = Vec::new();
@@ -58,6 +62,7 @@ impl Cluster {
                 }
             }
             Message::Hello { .. } => self.send_snapshot(&state),
+            Message::Probe { .. } => {}
             Message::SnapshotRequest { to, .. } if to == state.me => self.send_snapshot(&state),
             Message::SnapshotRequest { .. } => {}
             Message::Snapshot {

@@ -39,6 +39,9 @@ pub enum Message {
     },
     /// A node started or came back: everyone answers with a snapshot.
     Hello { from: NodeKey },
+    /// Sent by a node on a topic it just subscribed to: its own copy coming back proves
+    /// the broker delivers the topic to it.
+    Probe { from: NodeKey, nonce: u64 },
     /// Asks one node for a snapshot (after a gap in its changes).
     SnapshotRequest { from: NodeKey, to: NodeKey },
     /// A node's whole facts as of its change number `seq`.
@@ -78,6 +81,7 @@ impl Message {
         match self {
             Self::Event { from, .. }
             | Self::Hello { from }
+            | Self::Probe { from, .. }
             | Self::SnapshotRequest { from, .. }
             | Self::Snapshot { from, .. }
             | Self::Change { from, .. }

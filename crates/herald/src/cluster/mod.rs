@@ -92,6 +92,31 @@ pub struct Timing {
     pub removal_delay: Duration,
 }
 
+/// The longest a first subscriber waits for its channel's topic to be confirmed.
+const LISTEN_WAIT: Duration = Duration::from_secs(1);
+/// How often a probe is sent until it comes back.
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A topic this node listens to.
+struct Listened {
+    /// Local needs (subscribed sockets, signed-in users).
+    count: usize,
+    /// The probe whose return confirms the subscription.
+    nonce: u64,
+    confirm: tokio::sync::watch::Sender<bool>,
+    confirmed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Ends when the broker delivers a just-subscribed topic to this node, or after
+/// [`LISTEN_WAIT`].
+pub struct Listening(tokio::sync::watch::Receiver<bool>);
+
+impl Listening {
+    pub async fn ready(&mut self) {
+        let _ = tokio::time::timeout(LISTEN_WAIT, self.0.wait_for(|done| *done)).await;
+    }
+}
+
 /// What the node must do after the cluster heard something.
 #[derive(Debug)]
 pub enum Action {
@@ -116,7 +141,7 @@ pub struct Cluster {
     timing: Timing,
     state: Mutex<State>,
     /// Topics listened to, with how many local reasons each has.
-    topics: Mutex<HashMap<String, usize>>,
+    topics: Mutex<HashMap<String, Listened>>,
     /// Presence and count announcements this node made while the broker was unreachable:
     /// the other nodes get them when it is back (they would never compute them themselves,
     /// since the owner already applied the change).
@@ -265,27 +290,68 @@ impl Cluster {
         }
     }
 
-    /// Starts receiving a channel's events (a local socket needs them).
-    pub fn listen(&self, app: &str, channel: &str) {
+    /// Starts receiving a channel's events (a local socket needs them; counted per need).
+    /// When this is the first need, returns a wait that ends once the broker delivers the
+    /// channel's topic to this node (or after [`LISTEN_WAIT`]): a subscriber told
+    /// `subscription_succeeded` before that could miss what other nodes publish meanwhile.
+    pub fn listen(&self, app: &str, channel: &str) -> Option<Listening> {
         let topic = self.channel_topic(app, channel);
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        let count = topics.entry(topic.clone()).or_default();
-        *count += 1;
-        if *count == 1 {
-            self.transport.subscribe(&topic);
+        if let Some(listened) = topics.get_mut(&topic) {
+            listened.count += 1;
+            return (!*listened.confirmed.borrow()).then(|| Listening(listened.confirmed.clone()));
         }
+        self.transport.subscribe(&topic);
+        let (confirm, confirmed) = tokio::sync::watch::channel(false);
+        let nonce = rand::random::<u64>();
+        topics.insert(
+            topic.clone(),
+            Listened {
+                count: 1,
+                nonce,
+                confirm,
+                confirmed: confirmed.clone(),
+            },
+        );
+        drop(topics);
+        if *self.transport.link().borrow() == Link::Down {
+            return None; // nothing to wait for: nothing crosses until the link is back
+        }
+        let probe = Message::Probe {
+            from: self.me(),
+            nonce,
+        }
+        .encode(&[]);
+        let transport = self.transport.clone();
+        let mut done = confirmed.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + LISTEN_WAIT;
+            while Instant::now() < deadline && !*done.borrow() {
+                transport.publish(&topic, probe.clone());
+                let _ = tokio::time::timeout(PROBE_INTERVAL, done.changed()).await;
+            }
+        });
+        Some(Listening(confirmed))
     }
 
     /// Stops receiving a channel's events once no local socket needs them.
     pub fn unlisten(&self, app: &str, channel: &str) {
         let topic = self.channel_topic(app, channel);
         let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = topics.get_mut(&topic) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(listened) = topics.get_mut(&topic) {
+            listened.count -= 1;
+            if listened.count == 0 {
                 topics.remove(&topic);
                 self.transport.unsubscribe(&topic);
             }
+        }
+    }
+
+    /// Our own probe came back on `topic`: the broker delivers it to us.
+    fn probed(&self, topic: &str, nonce: u64) {
+        let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(listened) = topics.get(topic).filter(|l| l.nonce == nonce) {
+            let _ = listened.confirm.send(true);
         }
     }
 

@@ -237,7 +237,14 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             inbound = ws.next() => {
                 liveness.received(Instant::now());
                 match inbound {
-                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
+                    Some(Ok(Message::Text(text))) => {
+                        // The first subscriber of a channel on this node (in a cluster)
+                        // waits, at most a second, until other nodes' events reach it.
+                        if let Some(mut deferred) = session.handle_text(&text) {
+                            deferred.ready().await;
+                            session.finish(deferred);
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => session.binary_frame(),
                     Some(Ok(Message::Close(_))) | None => break Ending::Gone,
                     Some(Ok(_)) => {}

@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use super::{Audience, Node};
 use crate::apps::App;
+use crate::cluster::Listening;
 use crate::cluster::view::{Change, Transition};
 use crate::hub::{Member, Refused, Subscription};
 use crate::outbox::Outbox;
@@ -22,6 +23,21 @@ pub struct Join<'a> {
 }
 
 impl Node {
+    /// In a cluster, before [`Node::join`]: this socket needs the channel's events from the
+    /// other nodes. A wait comes back when this node only now starts receiving them: the
+    /// join (and its `subscription_succeeded`) should follow the wait, so nothing other
+    /// nodes publish after it can be missed. Undone by [`Node::leave`] or [`Node::unlisten`].
+    pub fn listen(&self, app: &App, channel: &ChannelName) -> Option<Listening> {
+        self.cluster.as_ref()?.listen(&app.id, channel.as_str())
+    }
+
+    /// Undoes a [`Node::listen`] whose join did not happen.
+    pub fn unlisten(&self, app: &App, channel: &ChannelName) {
+        if let Some(cluster) = &self.cluster {
+            cluster.unlisten(&app.id, channel.as_str());
+        }
+    }
+
     /// Adds the socket to the channel; its `subscription_succeeded` (and cached event) is
     /// queued before any later event. Announces a new member and a newly occupied channel
     /// (in a cluster: the node that owns the channel does, from every node's members).
@@ -81,9 +97,6 @@ impl Node {
             self.announce_all(app, transitions);
             return Ok(());
         };
-        if change.occupied {
-            cluster.listen(&app.id, name);
-        }
         let transitions = cluster.change(Change::Joined {
             app: app.id.clone(),
             channel: name.to_owned(),
@@ -129,9 +142,7 @@ impl Node {
             self.announce_all(app, transitions);
             return;
         };
-        if change.vacated {
-            cluster.unlisten(&app.id, name);
-        }
+        cluster.unlisten(&app.id, name);
         let transitions = cluster.change(Change::Left {
             app: app.id.clone(),
             channel: name.to_owned(),

@@ -24,7 +24,9 @@ impl Node {
             return;
         };
         if first_here {
-            cluster.listen(&app.id, &user_channel(user_id));
+            // Server-to-user events sent in the next moment may be missed; a sign-in does
+            // not promise them (unlike subscription_succeeded for a channel).
+            drop(cluster.listen(&app.id, &user_channel(user_id)));
         }
         let transitions = cluster.change(Change::SignedIn {
             app: app.id.clone(),

@@ -15,12 +15,27 @@ use herald_protocol::message::Subscribe;
 use herald_protocol::{ChannelKind, ChannelName, ClientMessage, ServerMessage, SocketId};
 
 use crate::apps::App;
+use crate::cluster::Listening;
 use crate::hub::{Member, Refused};
 use crate::node::{Join, Node};
 use crate::outbox::Outbox;
 use crate::webhooks::WebhookEvent;
 use client_events::RateWindow;
 use user::SignedIn;
+
+/// A subscription admitted but waiting for the cluster to deliver its channel here.
+pub struct Deferred {
+    channel: ChannelName,
+    member: Option<Member>,
+    wait: Listening,
+}
+
+impl Deferred {
+    /// Waits until the subscription can complete.
+    pub async fn ready(&mut self) {
+        self.wait.ready().await;
+    }
+}
 
 /// The state of one connection.
 pub struct Session {
@@ -61,12 +76,13 @@ impl Session {
         self.user.is_some() || self.channels.keys().any(|c| c.kind().requires_auth())
     }
 
-    /// Handles one text frame.
-    pub fn handle_text(&mut self, text: &str) {
+    /// Handles one text frame. A subscription may have to wait for the cluster: then it
+    /// comes back as [`Deferred`], to [`Session::finish`] after its wait.
+    pub fn handle_text(&mut self, text: &str) -> Option<Deferred> {
         match ClientMessage::parse(text) {
             Ok(ClientMessage::Ping) => self.send(&ServerMessage::Pong),
             Ok(ClientMessage::Pong) => {}
-            Ok(ClientMessage::Subscribe(subscribe)) => self.subscribe(subscribe),
+            Ok(ClientMessage::Subscribe(subscribe)) => return self.subscribe(subscribe),
             Ok(ClientMessage::Unsubscribe { channel }) => self.unsubscribe(&channel),
             Ok(ClientMessage::Signin { auth, user_data }) => self.sign_in(&auth, &user_data),
             Ok(ClientMessage::ClientEvent(event)) => self.client_event(event),
@@ -75,6 +91,12 @@ impl Session {
             }
             Err(error) => self.error(None, &error.to_string()),
         }
+        None
+    }
+
+    /// Completes a subscription that waited for the cluster.
+    pub fn finish(&mut self, deferred: Deferred) {
+        self.join(deferred.channel, deferred.member);
     }
 
     /// Tells the client a binary frame was ignored.
@@ -97,7 +119,7 @@ impl Session {
         self.node.webhook(&self.app, event);
     }
 
-    fn subscribe(&mut self, request: Subscribe) {
+    fn subscribe(&mut self, request: Subscribe) -> Option<Deferred> {
         match self.admit(&request) {
             Ok((channel, _)) if channel.kind() == ChannelKind::ServerToUser => {
                 self.send(&ServerMessage::SubscriptionSucceeded {
@@ -106,13 +128,23 @@ impl Session {
                 });
                 self.channels.insert(channel, None);
             }
-            Ok((channel, member)) => self.join(channel, member),
+            Ok((channel, member)) => match self.node.listen(&self.app, &channel) {
+                Some(wait) => {
+                    return Some(Deferred {
+                        channel,
+                        member,
+                        wait,
+                    });
+                }
+                None => self.join(channel, member),
+            },
             // A duplicate keeps its subscription: no channel-scoped error for it.
             Err(message) if self.channels.contains_key(request.channel.as_str()) => {
                 self.error(None, &message)
             }
             Err(message) => self.refuse(&request.channel, &message),
         }
+        None
     }
 
     /// A refused subscription: Pusher's connection-level error (spec §3.5) and, when the app
@@ -207,6 +239,7 @@ impl Session {
             },
         );
         if let Err(Refused::PresenceFull { max }) = joined {
+            self.node.unlisten(&self.app, &channel);
             let message = format!("Presence channel {channel} is full: at most {max} members");
             return self.refuse(channel.as_str(), &message);
         }
