@@ -436,6 +436,77 @@ async fn events_right_after_subscription_succeeded_are_not_missed(backend: Backe
     }
 }
 
+async fn a_member_is_in_the_roster_or_added_never_both(backend: Backend) {
+    let cluster = TestCluster::start(2, backend).await;
+    let [n0, n1] = &cluster.nodes[..] else {
+        panic!()
+    };
+    let mut ada = n0.client().await;
+    let mut bob = n1.client().await;
+    let mut holders = [n0.client().await, n1.client().await];
+    for round in 0..12 {
+        // Both join a fresh channel at the same moment, on different nodes, where each
+        // node already listens to it (a holder is in).
+        let channel = format!("presence-both-{round}");
+        for (n, holder) in holders.iter_mut().enumerate() {
+            holder
+                .subscribe_presence(&channel, &format!(r#"{{"user_id":"holder-{n}"}}"#))
+                .await;
+        }
+        until(
+            n0,
+            &format!("/channels/{channel}"),
+            &[("info", "user_count")],
+            |b| b["user_count"] == 2,
+        )
+        .await;
+        until(
+            n1,
+            &format!("/channels/{channel}"),
+            &[("info", "user_count")],
+            |b| b["user_count"] == 2,
+        )
+        .await;
+        let (ada_roster, bob_roster) = tokio::join!(
+            ada.subscribe_presence(&channel, r#"{"user_id":"ada"}"#),
+            bob.subscribe_presence(&channel, r#"{"user_id":"bob"}"#),
+        );
+        // Whatever was announced has arrived after a moment.
+        tokio::time::sleep(CROSSING).await;
+        for (client, roster, other) in
+            [(&mut ada, ada_roster, "bob"), (&mut bob, bob_roster, "ada")]
+        {
+            let listed = roster.data_json().unwrap()["presence"]["hash"]
+                .get(other)
+                .is_some();
+            let added = frames_until_pong(client)
+                .await
+                .iter()
+                .filter(|f| f.event == "pusher_internal:member_added")
+                .filter(|f| f.data_json().unwrap()["user_id"] == other)
+                .count();
+            let expected = usize::from(!listed);
+            assert_eq!(added, expected, "round {round}: {other} listed: {listed}");
+        }
+        for holder in holders.iter_mut() {
+            frames_until_pong(holder).await;
+        }
+    }
+}
+
+/// Every frame queued for `client` before the pong of a ping sent now.
+async fn frames_until_pong(client: &mut TestClient) -> Vec<herald_protocol::InboundFrame> {
+    client.send(json!({"event":"pusher:ping","data":{}})).await;
+    let mut frames = Vec::new();
+    loop {
+        let frame = client.next().await;
+        if frame.event == "pusher:pong" {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}
+
 /// App 1 with a webhook receiver and subscription counts; app 4 allows one connection.
 fn apps_with(sink_url: &str) -> String {
     format!(
@@ -684,6 +755,7 @@ suite!(
         webhooks_fire_once_per_transition_cluster_wide,
         counts_users_and_caches_span_the_cluster,
         events_right_after_subscription_succeeded_are_not_missed,
+        a_member_is_in_the_roster_or_added_never_both,
     ],
     // Cutting one node's link is a switch of the memory broker; with Redis and NATS the
     // outage scenario (a private broker stopped) covers losing the link.

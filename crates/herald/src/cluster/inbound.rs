@@ -4,7 +4,7 @@
 use herald_protocol::SocketId;
 use tokio::time::Instant;
 
-use super::message::Message;
+use super::message::{Message, Target};
 use super::peers::Seen;
 use super::transport::{Inbound, Link};
 use super::view::{NodeKey, Transition};
@@ -49,8 +49,13 @@ impl Cluster {
                 target,
                 except,
                 cache,
+                member_added,
                 ..
             } => {
+                if let (Some(user), Target::Channel(channel)) = (member_added, &target) {
+                    let key = (app.clone(), channel.clone(), user);
+                    state.unannounced.remove(&key);
+                }
                 if let Some(frame) = Frame::from_utf8(body) {
                     actions.push(Action::Deliver {
                         app,
@@ -197,6 +202,9 @@ impl Cluster {
                 .into_iter()
                 .map(Action::Announce),
         );
+        state
+            .unannounced
+            .retain(|_, since| now.duration_since(*since) < super::ANNOUNCE_WAIT);
         actions
     }
 

@@ -36,6 +36,10 @@ pub enum Message {
         except: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cache: Option<CacheMeta>,
+        /// For a `member_added` event: the user announced (each node then lists the user
+        /// in the rosters it sends).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member_added: Option<String>,
     },
     /// A node started or came back: everyone answers with a snapshot.
     Hello { from: NodeKey },
@@ -125,6 +129,7 @@ mod tests {
             target: Target::Channel("news".into()),
             except: Some("1.2".into()),
             cache: None,
+            member_added: None,
         };
         let frame = br#"{"event":"e","channel":"news","data":"line\nbreak"}"#;
         let wire = message.encode(frame);

@@ -117,6 +117,21 @@ impl Listening {
     }
 }
 
+/// How an event travels beyond its channel's topic.
+#[derive(Debug, Default)]
+pub struct Forward {
+    /// A cache channel's event: every node remembers it.
+    pub cache: Option<CacheMeta>,
+    /// Presence and count events: on the control topic, so every node gets them.
+    pub every_node: bool,
+    /// A `member_added` for this user.
+    pub member_added: Option<String>,
+}
+
+/// How long a member announced by another node's change may stay out of the rosters this
+/// node sends while its `member_added` is on its way (then it is listed anyway).
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(2);
+
 /// What the node must do after the cluster heard something.
 #[derive(Debug)]
 pub enum Action {
@@ -165,6 +180,10 @@ struct State {
     leaving: bool,
     /// This node's open connections per app, as last counted.
     connections: Vec<(String, usize)>,
+    /// Members in the view whose `member_added` this node has not seen yet, with when they
+    /// appeared: a roster sent meanwhile leaves them out, so the subscriber's first news of
+    /// them is that `member_added`, not a duplicate of its roster.
+    unannounced: HashMap<(String, String, String), Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -203,6 +222,7 @@ impl Cluster {
                 eligibility_told: false,
                 leaving: false,
                 connections: Vec::new(),
+                unannounced: HashMap::new(),
             }),
             topics: Mutex::default(),
             unsent: Mutex::default(),
@@ -256,9 +276,13 @@ impl Cluster {
         target: Target,
         frame: &Frame,
         except: Option<&SocketId>,
-        cache: Option<CacheMeta>,
-        every_node: bool,
+        extra: Forward,
     ) {
+        let Forward {
+            cache,
+            every_node,
+            member_added,
+        } = extra;
         let topic = match &target {
             Target::Channel(channel) if !every_node && cache.is_none() => {
                 self.channel_topic(app, channel)
@@ -271,6 +295,7 @@ impl Cluster {
             target,
             except: except.map(ToString::to_string),
             cache,
+            member_added,
         };
         let payload = message.encode(frame.as_bytes());
         if !self.transport.publish(&topic, payload.clone()) && every_node {
@@ -401,7 +426,24 @@ impl Cluster {
         joining: &Member,
         max: usize,
     ) -> Result<String, Refused> {
-        let mut members = self.lock().view.members(app, channel);
+        let state = self.lock();
+        let now = Instant::now();
+        let all = state.view.members(app, channel);
+        // Capacity counts every member; the roster lists those already announced.
+        if all.len() >= max && !all.iter().any(|(id, _)| *id == joining.user_id) {
+            return Err(Refused::PresenceFull { max });
+        }
+        let mut members: Vec<(String, Option<String>)> = all
+            .into_iter()
+            .filter(|(id, _)| {
+                let key = (app.to_owned(), channel.to_owned(), id.clone());
+                state
+                    .unannounced
+                    .get(&key)
+                    .is_none_or(|since| now.duration_since(*since) >= ANNOUNCE_WAIT)
+            })
+            .collect();
+        drop(state);
         if !members.iter().any(|(id, _)| *id == joining.user_id) {
             if members.len() >= max {
                 return Err(Refused::PresenceFull { max });
@@ -519,6 +561,7 @@ impl Cluster {
             return Vec::new();
         }
         let eligible = self.is_eligible(state, now);
+        track_announcements(state, &transitions, now);
         let owners = state.peers.owners(&state.me, eligible);
         let mine: Vec<Transition> = transitions
             .into_iter()
@@ -532,9 +575,45 @@ impl Cluster {
                 peers::owner(&owners, &key) == Some(&state.me)
             })
             .collect();
+        // What this node announces itself is announced.
+        for t in &mine {
+            if let Transition::MemberAdded {
+                channel: (app, channel),
+                user,
+                ..
+            } = t
+            {
+                let key = (app.clone(), channel.clone(), user.clone());
+                state.unannounced.remove(&key);
+            }
+        }
         mine.into_iter()
             .filter_map(|t| throttle(&mut state.counts, t, now))
             .collect()
+    }
+}
+
+/// Members added to the view wait for their announcement; members removed need none.
+fn track_announcements(state: &mut State, transitions: &[Transition], now: Instant) {
+    for transition in transitions {
+        match transition {
+            Transition::MemberAdded {
+                channel: (app, channel),
+                user,
+                ..
+            } => {
+                let key = (app.clone(), channel.clone(), user.clone());
+                state.unannounced.insert(key, now);
+            }
+            Transition::MemberRemoved {
+                channel: (app, channel),
+                user,
+            } => {
+                let key = (app.clone(), channel.clone(), user.clone());
+                state.unannounced.remove(&key);
+            }
+            _ => {}
+        }
     }
 }
 

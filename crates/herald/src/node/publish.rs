@@ -8,6 +8,7 @@ use herald_protocol::{ChannelName, ServerMessage, SocketId};
 
 use super::Node;
 use crate::apps::App;
+use crate::cluster::Forward;
 use crate::cluster::message::{CacheMeta, Target};
 use crate::hub::CachedEvent;
 use crate::metrics::Metrics;
@@ -55,14 +56,16 @@ impl Node {
                     | ServerMessage::MemberRemoved { .. }
                     | ServerMessage::SubscriptionCount { .. }
             );
-            cluster.forward(
-                &app.id,
-                audience.target(),
-                &frame,
-                except,
+            let member_added = match message {
+                ServerMessage::MemberAdded { user_id, .. } => Some((*user_id).to_owned()),
+                _ => None,
+            };
+            let extra = Forward {
                 cache,
                 every_node,
-            );
+                member_added,
+            };
+            cluster.forward(&app.id, audience.target(), &frame, except, extra);
         }
         queued
     }
