@@ -401,6 +401,21 @@ export function record(bindable, event, map = (d) => d) {
   return got;
 }
 
+/**
+ * The user ids of the raw `pusher_internal:member_added` (`kind` 'added') or `_removed`
+ * frames `client` gets on `channel` from now on. Raw frames, since pusher-js hides a second
+ * member_removed of a user it already dropped.
+ */
+export function memberFrames(client, channel, kind) {
+  const got = [];
+  client.connection.bind('message', (m) => {
+    if (m.event === `pusher_internal:member_${kind}` && m.channel === channel) {
+      got.push((typeof m.data === 'string' ? JSON.parse(m.data) : m.data).user_id);
+    }
+  });
+  return got;
+}
+
 /** Waits until `list` has at least `n` entries (the list keeps growing meanwhile). */
 export function atLeast(list, n, what, ms = 8000) {
   return poll(() => list.length >= n, `${what} (have ${list.length}, want ${n})`, ms, 20);

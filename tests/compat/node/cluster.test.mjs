@@ -7,7 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { APPS, sleep, uniq, within } from './harness.mjs';
 import {
   Cluster, AuthEndpoint, NODE_TIMEOUT_S, REMOVAL_DELAY_MS, connected, subscribe, signIn,
-  record, atLeast, poll, closeClients, memberIds, leftNode, Rounds,
+  record, atLeast, poll, closeClients, memberIds, memberFrames, leftNode, Rounds,
 } from './cluster-harness.mjs';
 import { Sink, webhookToml } from './webhook-sink.mjs';
 
@@ -183,7 +183,7 @@ for (const kind of ['redis', 'nats']) {
         const cl = await connected(node, auth, { member: { user_id: user, user_info: { name: user.toUpperCase() } } });
         const ch = await subscribe(cl, name);
         return {
-          cl, ch, added: record(ch, 'pusher:member_added', (m) => m.id), removed: record(ch, 'pusher:member_removed', (m) => m.id),
+          cl, ch, added: memberFrames(cl, name, 'added'), removed: memberFrames(cl, name, 'removed'),
         };
       };
       const usersOn = async (node) => (await node.get(`/channels/${name}/users`)).users.map((u) => u.id).sort();
@@ -373,8 +373,8 @@ for (const kind of ['redis', 'nats']) {
         await poll(() => memberIds(ch).join() === 'ghost,obs,split', `roster on ${ch.pusher.node.id}`);
       }
       await sleep(300); // let any late member_added land before counting removals
-      const removed = [obsCh, splitCh].map((ch) => record(ch, 'pusher:member_removed', (m) => m.id));
-      const added = [obsCh, splitCh].map((ch) => record(ch, 'pusher:member_added', (m) => m.id));
+      const removed = [obs, split].map((cl) => memberFrames(cl, room, 'removed'));
+      const added = [obs, split].map((cl) => memberFrames(cl, room, 'added'));
       const killedAt = Date.now();
       await c.kill();
       ghost.disconnect();
@@ -463,12 +463,9 @@ for (const kind of ['redis', 'nats']) {
       }
       await sink.until((s) => s.on(room).filter((e) => e.name === 'member_added').length === 3, 8000, 'three member_added webhooks');
       await sleep(300); // late member_added frames land before counting
-      const events = [obs, peer].map((ch) => {
-        const log = [];
-        ch.bind('pusher:member_added', (m) => log.push(`+${m.id}`));
-        ch.bind('pusher:member_removed', (m) => log.push(`-${m.id}`));
-        return log;
-      });
+      const events = [obs, peer].map((ch) => ({
+        added: memberFrames(ch.pusher, room, 'added'), removed: memberFrames(ch.pusher, room, 'removed'),
+      }));
       const hooksBefore = sink.on(room).length;
 
       // The mover's app moves it to B when C says 4200 (reconnect) or the socket drops.
@@ -489,7 +486,8 @@ for (const kind of ['redis', 'nats']) {
         `pusher:error 42xx before the close: ${JSON.stringify(mover.errors)}`);
       // Absence window: past the removal delay and node_timeout, no departure was announced.
       await sleep(REMOVAL_DELAY_MS + NODE_TIMEOUT_S * 1000 + 500);
-      assert.deepEqual(events, [[], []], 'member events seen on A and B');
+      const none = { added: [], removed: [] };
+      assert.deepEqual(events, [none, none], 'member frames seen on A and B');
       assert.deepEqual(memberIds(obs), ['mover', 'obs', 'peer']);
       for (const node of [a, b]) {
         const users = (await node.get(`/channels/${room}/users`, {}, HOOK)).users.map((u) => u.id).sort();
