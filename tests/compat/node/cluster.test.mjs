@@ -304,7 +304,7 @@ for (const kind of ['redis', 'nats']) {
       const ada2 = await signIn(await connected(b, auth, { signinAs: { id: ada } }));
       const bobC = await signIn(await connected(c, auth, { signinAs: { id: bob } }));
       const carolC = await signIn(await connected(c, auth, { signinAs: { id: carol } }));
-      await fence(carolC); // every node knows ada, bob and carol are online
+      await fence(carolC); // every node has applied the sign-ins on C (ada is local to B)
 
       // Server-to-user from C reaches both of ada's sockets (A and B) once, not bob.
       const notes = [ada1, ada2, bobC].map((cl) => record(cl.user, 'note'));
