@@ -54,7 +54,7 @@ impl Cluster {
             } => {
                 if let (Some(user), Target::Channel(channel)) = (member_added, &target) {
                     let key = (app.clone(), channel.clone(), user);
-                    state.unannounced.remove(&key);
+                    super::announced(&mut state, key, now);
                 }
                 if let Some(frame) = Frame::from_utf8(body) {
                     actions.push(Action::Deliver {
@@ -204,6 +204,9 @@ impl Cluster {
         );
         state
             .unannounced
+            .retain(|_, since| now.duration_since(*since) < super::ANNOUNCE_WAIT);
+        state
+            .announced_early
             .retain(|_, since| now.duration_since(*since) < super::ANNOUNCE_WAIT);
         actions
     }

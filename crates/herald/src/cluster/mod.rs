@@ -184,6 +184,9 @@ struct State {
     /// appeared: a roster sent meanwhile leaves them out, so the subscriber's first news of
     /// them is that `member_added`, not a duplicate of its roster.
     unannounced: HashMap<(String, String, String), Instant>,
+    /// `member_added` events seen before the change that caused them (they come from
+    /// different nodes, so the broker may deliver them in either order).
+    announced_early: HashMap<(String, String, String), Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -223,6 +226,7 @@ impl Cluster {
                 leaving: false,
                 connections: Vec::new(),
                 unannounced: HashMap::new(),
+                announced_early: HashMap::new(),
             }),
             topics: Mutex::default(),
             unsent: Mutex::default(),
@@ -593,6 +597,14 @@ impl Cluster {
     }
 }
 
+/// A `member_added` arrived: the member may be listed in rosters now (or as soon as the
+/// change that caused it arrives).
+fn announced(state: &mut State, key: (String, String, String), now: Instant) {
+    if state.unannounced.remove(&key).is_none() {
+        state.announced_early.insert(key, now);
+    }
+}
+
 /// Members added to the view wait for their announcement; members removed need none.
 fn track_announcements(state: &mut State, transitions: &[Transition], now: Instant) {
     for transition in transitions {
@@ -603,7 +615,9 @@ fn track_announcements(state: &mut State, transitions: &[Transition], now: Insta
                 ..
             } => {
                 let key = (app.clone(), channel.clone(), user.clone());
-                state.unannounced.insert(key, now);
+                if state.announced_early.remove(&key).is_none() {
+                    state.unannounced.insert(key, now);
+                }
             }
             Transition::MemberRemoved {
                 channel: (app, channel),
