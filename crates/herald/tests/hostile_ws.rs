@@ -195,8 +195,7 @@ fn event_of((opcode, payload): (u8, Vec<u8>)) -> (String, Value) {
 
 /// The `code` in a `pusher:error` frame.
 fn error_code(frame: &Value) -> Option<u64> {
-    let data = &frame["data"];
-    data["code"].as_u64()
+    frame["data"]["code"].as_u64()
 }
 
 /// One masked client frame (mask key zero: the payload is sent as is).
