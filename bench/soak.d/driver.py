@@ -166,16 +166,22 @@ class Soak:
             canonical = "&".join(f"{k}={query[k]}" for k in sorted(query))
             query["auth_signature"] = sign(a.secret, f"POST\n{path}\n{canonical}")
             target = path + "?" + "&".join(f"{k}={v}" for k, v in query.items())
-            try:
-                conn.request("POST", target, body, {"content-type": "application/json"})
-                response = conn.getresponse()
-                response.read()
-                tally["triggers_ok" if response.status == 200 else f"triggers_status_{response.status}"] += 1
-            except (OSError, http.client.HTTPException) as e:
-                tally[f"failed trigger: {type(e).__name__}"] += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
-                time.sleep(1)
+            # A keep-alive connection the server closed while idle is retried once on a new
+            # connection, as HTTP clients do; only a second failure counts.
+            for attempt in (1, 2):
+                try:
+                    conn.request("POST", target, body, {"content-type": "application/json"})
+                    response = conn.getresponse()
+                    response.read()
+                    status = response.status
+                    tally["triggers_ok" if status == 200 else f"triggers_status_{status}"] += 1
+                    break
+                except (OSError, http.client.HTTPException) as e:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=10)
+                    if attempt == 2:
+                        tally[f"failed trigger: {type(e).__name__}"] += 1
+                        time.sleep(1)
 
 
 async def main():
