@@ -247,6 +247,14 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Some(Ok(Message::Binary(_))) => session.binary_frame(),
                     Some(Ok(Message::Close(_))) | None => break Ending::Gone,
+                    // tungstenite queues the pong itself (up to its 1 MiB write buffer):
+                    // flushing it under the write deadline ends a flooder that never reads.
+                    Some(Ok(Message::Ping(_))) => {
+                        let flushed = guarded(ws.flush(), outbox, shutdown.as_mut(), write_timeout);
+                        if let Err(ending) = flushed.await {
+                            break ending;
+                        }
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(error)) => break violation(error),
                 }
