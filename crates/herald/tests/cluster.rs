@@ -391,14 +391,16 @@ async fn ready_follows_the_broker(backend: Backend) {
     }
     cluster.wait_ready().await;
     assert!(node_metric(n0, "herald_cluster_reconnects_total").await >= 1.0);
-    // The join made during the outage reaches node 0's member once the broker is back.
-    let added = expect_within(
-        &mut ada,
-        "pusher_internal:member_added",
-        Duration::from_secs(10),
+    // The views converge: the member who joined on node 1 during the outage is in node 0's
+    // answers. (Whether node 0's subscribers also get a member_added for it depends on which
+    // node owns the channel: a documented limitation, README "Running a cluster".)
+    until(
+        n0,
+        "/channels/presence-outage",
+        &[("info", "user_count")],
+        |b| b["user_count"] == 2,
     )
     .await;
-    assert_eq!(added.data_json().unwrap()["user_id"], "2");
     // Presence made during or after the outage is visible everywhere again.
     let mut late = n1.client().await;
     late.subscribe("local").await;

@@ -1,12 +1,16 @@
 //! What the log says about webhook targets: URLs without credentials or query ([`redact`]),
-//! one line when a target starts failing and one when it recovers, and in between a summary
-//! at most once a minute, however many attempts fail.
+//! one line when a target starts failing and one when it has stayed healthy for
+//! [`RECOVERED_AFTER`], and in between a summary at most once a minute, however many
+//! attempts fail: a target that flips between failing and succeeding stays "failing".
 
 use std::collections::HashMap;
 
 use tokio::time::Instant;
 
 use super::LOG_EVERY;
+
+/// How long a failing target must succeed without a failure before it counts as recovered.
+const RECOVERED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `url` as it may be logged: scheme, host, port and path; user, password, query and
 /// fragment (where tokens live) are left out.
@@ -45,6 +49,8 @@ struct Failing {
     dead: u64,
     last_error: String,
     reported: Instant,
+    /// Succeeding since then, with no failure.
+    healthy_since: Option<Instant>,
 }
 
 /// The failing targets, keyed by `(app id, url)`; a target that succeeds is forgotten.
@@ -65,6 +71,7 @@ impl TargetHealth {
     ) -> Option<Report> {
         let key = (app_id.to_owned(), url.to_owned());
         if let Some(failing) = self.failing.get_mut(&key) {
+            failing.healthy_since = None;
             failing.total += 1;
             failing.attempts += 1;
             failing.dead += dead;
@@ -79,6 +86,7 @@ impl TargetHealth {
                 dead,
                 last_error: error.to_owned(),
                 reported: now,
+                healthy_since: None,
             },
         );
         Some(Report::Failing {
@@ -86,18 +94,30 @@ impl TargetHealth {
         })
     }
 
-    /// An attempt succeeded.
-    pub(super) fn succeeded(&mut self, app_id: &str, url: &str) -> Option<Report> {
-        let failing = self.failing.remove(&(app_id.to_owned(), url.to_owned()))?;
-        Some(Report::Recovered {
-            failed_attempts: failing.total,
-        })
+    /// An attempt succeeded: a failing target starts its way to recovery (reported by
+    /// [`TargetHealth::summaries`] once it lasted).
+    pub(super) fn succeeded(&mut self, app_id: &str, url: &str, now: Instant) {
+        if let Some(failing) = self.failing.get_mut(&(app_id.to_owned(), url.to_owned())) {
+            failing.healthy_since.get_or_insert(now);
+        }
     }
 
     /// Summaries of the targets whose last report is at least [`LOG_EVERY`] old and that
     /// failed (or lost events) since.
     pub(super) fn summaries(&mut self, now: Instant) -> Vec<((String, String), Report)> {
         let mut due = Vec::new();
+        let recovered: Vec<(String, String)> = self
+            .failing
+            .iter()
+            .filter(|(_, f)| f.healthy_since.is_some_and(|t| now - t >= RECOVERED_AFTER))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in recovered {
+            if let Some(failing) = self.failing.remove(&key) {
+                let failed_attempts = failing.total;
+                due.push((key, Report::Recovered { failed_attempts }));
+            }
+        }
         for (key, failing) in &mut self.failing {
             if now - failing.reported < LOG_EVERY || failing.attempts + failing.dead == 0 {
                 continue;
@@ -202,13 +222,35 @@ mod tests {
                 .is_empty(),
             "nothing failed since"
         );
+        // Flapping: a success, then a failure within RECOVERED_AFTER, is still failing.
+        health.succeeded("1", "http://x/h", start + Duration::from_secs(201));
+        assert_eq!(fail(&mut health, 205, 0), None, "no new 'failing' line");
+        health.succeeded("1", "http://x/h", start + Duration::from_secs(206));
         assert_eq!(
-            health.succeeded("1", "http://x/h"),
-            Some(Report::Recovered {
-                failed_attempts: 60
-            })
+            health.summaries(start + Duration::from_secs(210)),
+            vec![(
+                ("1".to_owned(), "http://x/h".to_owned()),
+                Report::Summary {
+                    attempts: 1,
+                    dead: 0,
+                    last_error: "HTTP 500".into()
+                }
+            )],
+            "still failing (the flap is in the summary), not recovered yet"
         );
-        assert_eq!(health.succeeded("1", "http://x/h"), None);
+        let recovered = health.summaries(start + Duration::from_secs(216));
+        assert_eq!(
+            recovered[0].1,
+            Report::Recovered {
+                failed_attempts: 61
+            }
+        );
+        health.succeeded("1", "http://x/h", start + Duration::from_secs(217));
+        assert!(
+            health
+                .summaries(start + Duration::from_secs(300))
+                .is_empty()
+        );
         assert!(fail(&mut health, 300, 0).is_some(), "failing again is news");
     }
 }

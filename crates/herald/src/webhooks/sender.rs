@@ -188,7 +188,9 @@ impl Sender {
             (Ok(()), Ok(Ok(_))) => {
                 Metrics::add(&metrics.webhooks_delivered, count);
                 tracing::debug!(url = %redact(&url), events = count, "webhook delivered");
-                self.health().succeeded(app_id, &url)
+                let now = tokio::time::Instant::now();
+                self.health().succeeded(app_id, &url, now);
+                None
             }
             (Err(error), Ok(Ok(dead))) => {
                 Metrics::add(&metrics.webhook_attempts_failed, count);
