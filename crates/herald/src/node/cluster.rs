@@ -49,6 +49,7 @@ impl Node {
                     frame,
                     except,
                     cache,
+                    member_added,
                 } => match target {
                     Target::Channel(name) => {
                         let Ok(channel) = ChannelName::parse(&name, usize::MAX) else {
@@ -57,10 +58,12 @@ impl Node {
                         if let Some(meta) = &cache {
                             self.remember(&app, &channel, &frame, meta);
                         }
-                        self.deliver(&app, Audience::Channel(&channel), &frame, except.as_ref());
+                        let added = member_added.as_deref();
+                        let audience = Audience::Channel(&channel);
+                        self.deliver(&app, audience, &frame, except.as_ref(), added);
                     }
                     Target::Watchers(user) => {
-                        self.deliver(&app, Audience::Watchers(&user), &frame, None);
+                        self.deliver(&app, Audience::Watchers(&user), &frame, None, None);
                     }
                 },
                 Action::Announce(transition) => {
