@@ -155,7 +155,7 @@ def presence_tables(runs):
                              f"| {str(p.get('member_added')) + ' added, ' + str(p.get('member_removed')) + ' removed' if i == 0 else ''} |")
         k = r.get("kill")
         if k:
-            lines += ["", "| SIGKILL node 3: member_removed expected | seen | first (s) | median (s) | last (s) | within node_timeout + 5 s |",
+            lines += ["", "| SIGKILL node 3: member_removed expected | seen | first (s) | median (s) | last (s) | within Herald's bound (node_timeout 10 s + 5 s) |",
                       "|---|---|---|---|---|---|",
                       f"| {k['expected']:,} | {k['observed']:,} | {k['first_ms'] / 1000:.2f} | {k['p50_ms'] / 1000:.2f} "
                       f"| {k['last_ms'] / 1000:.2f} | {'yes' if k['within_bound'] else 'NO'} ({k['bound_ms'] / 1000:.0f} s) |"]

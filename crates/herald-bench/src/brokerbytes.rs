@@ -19,9 +19,14 @@ pub struct Bytes {
     pub sockets: u64,
 }
 
-/// Per pid (in the order given), the bytes of its established sockets to `port`.
-pub fn per_pid(port: u16, pids: &[u32]) -> Result<Vec<Bytes>> {
-    let filter = format!("( dport = :{port} )");
+/// Per pid (in the order given), the bytes of its established sockets to any of `ports`;
+/// empty without ports.
+pub fn per_pid(ports: &[u16], pids: &[u32]) -> Result<Vec<Bytes>> {
+    if ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dports: Vec<String> = ports.iter().map(|p| format!("dport = :{p}")).collect();
+    let filter = format!("( {} )", dports.join(" or "));
     let out = Command::new("ss")
         .args(["-tinpH", "state", "established", &filter])
         .output()

@@ -61,10 +61,10 @@ pub struct Common {
     /// Send the HTTP API requests (triggers) to this server instead of `--url`.
     #[arg(long)]
     pub publish_to: Option<String>,
-    /// TCP port of the cluster broker (6379 Redis, 4222 NATS): the bytes each
-    /// `--server-pid` exchanges with it are reported (from `ss -tin`).
-    #[arg(long)]
-    pub broker_port: Option<u16>,
+    /// TCP port(s) of the cluster broker(s) (6379 Redis, 4222 NATS; comma-separated): the
+    /// bytes each `--server-pid` exchanges with them are reported (from `ss -tin`).
+    #[arg(long, value_delimiter = ',')]
+    pub broker_port: Vec<u16>,
     /// Subscriber processes (more are used when needed to stay under 9,000 sockets each).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -127,7 +127,7 @@ impl Common {
 
     /// The servers' figures (CPU, RSS, broker bytes) over one interval.
     pub fn meter(&self) -> Option<procstat::ServerMeter> {
-        procstat::ServerMeter::start(&self.server_pid, self.broker_port)
+        procstat::ServerMeter::start(&self.server_pid, &self.broker_port)
     }
 
     pub fn api(&self) -> Result<http::Api> {

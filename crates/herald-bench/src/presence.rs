@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::Common;
 use crate::hist::AtomicHist;
 use crate::procstat::{CpuMeter, ServerMeter, now_micros};
-use crate::report::{CpuUse, Report, nodes_json, round2};
+use crate::report::{CpuUse, Report, nodes_json, round2, round4};
 use crate::worker::{PER_WORKER, Plan, Pool, PresencePlan, Ready, merge, source_ip};
 use crate::ws::{Target, WsConn};
 
@@ -215,8 +215,8 @@ async fn phase(
         "phase": name,
         "seconds": round2(secs),
         "nodes": nodes_json(&cpu.nodes),
-        "server_cores": cpu.server.map(round2),
-        "broker_cores": broker.map(|b| round2(b.cores_used())),
+        "server_cores": cpu.server.map(round4),
+        "broker_cores": broker.map(|b| round4(b.cores_used())),
         "tool_cores": round2(cpu.tool_total()),
         "member_added": total.member_added,
         "member_removed": total.member_removed,
@@ -284,7 +284,7 @@ async fn kill(
         .filter(|(i, _)| *i != k)
         .map(|(_, p)| *p)
         .collect();
-    let meter = ServerMeter::start(&survivors, c.broker_port);
+    let meter = ServerMeter::start(&survivors, &c.broker_port);
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(a.kill_wait);
     let mut done_at = None;
     let snaps = loop {

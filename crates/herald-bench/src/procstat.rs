@@ -77,7 +77,7 @@ pub fn rss_total(pids: &[u32]) -> Option<u64> {
 pub struct ServerMeter {
     pids: Vec<u32>,
     cpu: Vec<CpuMeter>,
-    broker_port: Option<u16>,
+    broker_ports: Vec<u16>,
     bytes: Vec<crate::brokerbytes::Bytes>,
 }
 
@@ -93,17 +93,15 @@ pub struct NodeUse {
 
 impl ServerMeter {
     /// `None` without pids.
-    pub fn start(pids: &[u32], broker_port: Option<u16>) -> Option<Self> {
+    pub fn start(pids: &[u32], broker_ports: &[u16]) -> Option<Self> {
         if pids.is_empty() {
             return None;
         }
-        let bytes = broker_port.map_or_else(Vec::new, |port| {
-            crate::brokerbytes::per_pid(port, pids).unwrap_or_default()
-        });
+        let bytes = crate::brokerbytes::per_pid(broker_ports, pids).unwrap_or_default();
         Some(Self {
             pids: pids.to_vec(),
             cpu: pids.iter().map(|p| CpuMeter::start(Some(*p))).collect(),
-            broker_port,
+            broker_ports: broker_ports.to_vec(),
             bytes,
         })
     }
@@ -119,9 +117,7 @@ impl ServerMeter {
             .cpu
             .first()
             .map_or(1.0, |m| m.start.elapsed().as_secs_f64().max(1e-6));
-        let now = self.broker_port.map_or_else(Vec::new, |port| {
-            crate::brokerbytes::per_pid(port, &self.pids).unwrap_or_default()
-        });
+        let now = crate::brokerbytes::per_pid(&self.broker_ports, &self.pids).unwrap_or_default();
         self.pids
             .iter()
             .zip(&self.cpu)

@@ -94,7 +94,7 @@ pub(crate) struct Setup {
     /// Channel `i` is `{prefix}{i}`.
     pub prefix: String,
     pub server_pid: Vec<u32>,
-    pub broker_port: Option<u16>,
+    pub broker_port: Vec<u16>,
 }
 
 pub async fn fanout(a: FanoutArgs) -> Result<Report> {
@@ -177,7 +177,7 @@ async fn run(
         subs,
         prefix: base.prefix.clone(),
         server_pid: common.server_pid.clone(),
-        broker_port: common.broker_port,
+        broker_port: common.broker_port.clone(),
     };
     let outcome = if !setup.ramp.rates.is_empty() {
         fixed_steps(&setup, &mut pool, &mut report).await

@@ -113,7 +113,8 @@ impl CpuUse {
 
 /// Per server process: pid, cores, broker bytes per second out and in.
 pub fn nodes_json(nodes: &[NodeUse]) -> Value {
-    let r = |x: f64| (x * 100.0).round() / 100.0;
+    // Four decimals: a node at rest uses well under 1 % of a core.
+    let r = round4;
     nodes
         .iter()
         .map(|n| {
@@ -122,6 +123,10 @@ pub fn nodes_json(nodes: &[NodeUse]) -> Value {
                    "broker_in_bytes_per_sec": n.broker_in.map(f64::round)})
         })
         .collect()
+}
+
+pub fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }
 
 pub fn round2(x: f64) -> f64 {
