@@ -37,17 +37,23 @@ def kib(x):
 def load(raw):
     runs = []
     for path in sorted(raw.glob("*.json")):
-        body = json.loads(path.read_text())
+        try:
+            body = json.loads(path.read_text())
+        except ValueError:
+            continue  # a run still writing, or one that died before its JSON
         if "run" in body:
             runs.append(body)
     return runs
 
 
-def fixed_rows(runs):
-    """{(server, driver): {rate: [step, ...] over rounds}}"""
+def fixed_rows(runs, scenario):
+    """{(server, driver): {rate: [step, ...] over rounds}} of one fixed-rate scenario; the
+    hop scenario's one-node rows are the same runs as fanout-fixed's when both ran."""
     out = {}
     for r in runs:
-        if r["run"]["scenario"] != "fanout-fixed":
+        same = r["run"]["scenario"] == scenario
+        one_node = scenario == "fanout-hop" and r["run"]["driver"] == "local"
+        if not same and not (one_node and r["run"]["scenario"] == "fanout-fixed"):
             continue
         key = (r["run"]["server"], r["run"]["driver"])
         for s in r.get("steps") or []:
@@ -174,7 +180,12 @@ def main():
           f"Invocation: `{meta['invocation']}`", "",
           "## Fan-out at fixed rates (publish on node 1; 2,000 subscribers on nodes 2 and 3; 100 B)", "",
           "p50/p99: median over rounds (range). Added: minus the same server on one node at the same rate (medians).", ""]
-    md += fixed_table(fixed_rows(runs))
+    md += fixed_table(fixed_rows(runs, "fanout-fixed"))
+    hop = fixed_rows(runs, "fanout-hop")
+    if any(driver != "local" for _, driver in hop):
+        md += ["", "## Fan-out through one broker hop (publish on node 1; all 2,000 subscribers on node 2; 100 B)", "",
+               "As above, but one node sweeps every socket, as the single node does: the added latency is the hop.", ""]
+        md += fixed_table(hop)
     md += ["", "## Fan-out ramp to the knee", ""] + ramp_table(runs)
     md += ["", "## Presence at scale", ""] + presence_tables(runs)
     md += ["## Load average (1/5/15 min) before each run", ""] + [f"- {l}" for l in loads]
