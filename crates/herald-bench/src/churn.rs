@@ -63,7 +63,7 @@ pub async fn churn(a: ChurnArgs) -> Result<Report> {
     let target = c.target()?;
     let tally = Arc::new(Tally::default());
     let parent = CpuMeter::start(None);
-    let server = c.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let server = c.meter();
     let run_for = Duration::from_secs_f64(a.duration);
     let start = tokio::time::Instant::now();
     let mut tasks = Vec::new();

@@ -3,12 +3,15 @@
 //! Layout: `ws` (lean client framing), `http` (signed API), `hist` (latency histograms),
 //! `procstat` (CPU/RSS from /proc), `worker` (subscriber processes), `publish` (fanout,
 //! channels, ramp), `sessions` (connections, client-events), `churn`, `trigger` (http),
-//! `report` (human and JSON output).
+//! `report` (human and JSON output), `presence` (presence at scale on a cluster, with churn
+//! and a node kill), `brokerbytes` (bytes each node moves to and from its cluster broker).
 
+mod brokerbytes;
 mod churn;
 mod floor;
 mod hist;
 mod http;
+mod presence;
 mod procstat;
 mod publish;
 mod publisher;
@@ -47,9 +50,21 @@ pub struct Common {
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
     pub json: bool,
-    /// Server process id: its RSS and CPU are reported too.
+    /// Server process id: its RSS and CPU are reported too. Several (repeated or
+    /// comma-separated), for the nodes of a cluster: their sum and each one.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Spread the subscribers over these servers (comma-separated URLs, the nodes of one
+    /// cluster) instead of `--url`: worker process k connects to the k-th, round robin.
+    #[arg(long, value_delimiter = ',')]
+    pub subscribe_to: Vec<String>,
+    /// Send the HTTP API requests (triggers) to this server instead of `--url`.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub publish_to: Option<String>,
+    /// TCP port(s) of the cluster broker(s) (6379 Redis, 4222 NATS; comma-separated): the
+    /// bytes each `--server-pid` exchanges with them are reported (from `ss -tin`).
+    #[arg(long, value_delimiter = ',')]
+    pub broker_port: Vec<u16>,
     /// Subscriber processes (more are used when needed to stay under 9,000 sockets each).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
@@ -69,6 +84,10 @@ enum Scenario {
     Churn(churn::ChurnArgs),
     /// Signed trigger requests as fast as C connections allow; requests/s and latency.
     Http(trigger::HttpArgs),
+    /// Presence at scale over several nodes: C presence channels x M members spread over
+    /// the nodes, churn at a fixed rate, node CPU and broker bytes at rest and under churn,
+    /// then SIGKILL of one node and the time to the last `member_removed` elsewhere.
+    Presence(presence::PresenceArgs),
     /// Not a scenario: a minimal fan-out server (one pre-encoded frame written to every
     /// socket per trigger) that measures what this machine allows.
     Floor(floor::FloorArgs),
@@ -77,28 +96,47 @@ enum Scenario {
     Worker,
 }
 
+/// The socket address of a server URL; refuses anything that is not loopback.
+pub fn loopback_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let addr = host_port
+        .to_socket_addrs()
+        .with_context(|| format!("bad server URL {url}"))?
+        .find(SocketAddr::is_ipv4)
+        .with_context(|| format!("no IPv4 address for {host_port}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("refusing to load {addr}: herald-bench only targets loopback addresses");
+    }
+    Ok(addr)
+}
+
 impl Common {
     /// The server's socket address; refuses anything that is not loopback.
     pub fn addr(&self) -> Result<SocketAddr> {
-        let rest = self
-            .url
-            .split_once("://")
-            .map_or(self.url.as_str(), |(_, r)| r);
-        let host_port = rest.split('/').next().unwrap_or(rest);
-        let addr = host_port
-            .to_socket_addrs()
-            .with_context(|| format!("bad --url {}", self.url))?
-            .find(SocketAddr::is_ipv4)
-            .with_context(|| format!("no IPv4 address for {host_port}"))?;
-        if !addr.ip().is_loopback() {
-            bail!("refusing to load {addr}: herald-bench only targets loopback addresses");
+        loopback_addr(&self.url)
+    }
+
+    /// Where subscribers connect: every `--subscribe-to` server, or `--url`.
+    pub fn subscriber_addrs(&self) -> Result<Vec<SocketAddr>> {
+        if self.subscribe_to.is_empty() {
+            return Ok(vec![self.addr()?]);
         }
-        Ok(addr)
+        self.subscribe_to.iter().map(|u| loopback_addr(u)).collect()
+    }
+
+    /// The servers' figures (CPU, RSS, broker bytes) over one interval.
+    pub fn meter(&self) -> Option<procstat::ServerMeter> {
+        procstat::ServerMeter::start(&self.server_pid, &self.broker_port)
     }
 
     pub fn api(&self) -> Result<http::Api> {
+        let addr = match &self.publish_to {
+            Some(url) => loopback_addr(url)?,
+            None => self.addr()?,
+        };
         Ok(http::Api {
-            addr: self.addr()?,
+            addr,
             app_id: self.app_id.clone(),
             key: self.key.clone(),
             secret: self.secret.clone(),
@@ -134,6 +172,7 @@ fn main() -> Result<()> {
             Scenario::ClientEvents(a) => sessions::pairs(a).await,
             Scenario::Churn(a) => churn::churn(a).await,
             Scenario::Http(a) => trigger::http(a).await,
+            Scenario::Presence(a) => presence::presence(a).await,
             Scenario::Worker => unreachable!("handled above"),
             Scenario::Floor(a) => floor::floor(a)
                 .await

@@ -67,6 +67,79 @@ impl CpuMeter {
     }
 }
 
+/// Summed RSS of several processes (the nodes of a cluster); `None` when none is readable.
+pub fn rss_total(pids: &[u32]) -> Option<u64> {
+    let each: Vec<u64> = pids.iter().filter_map(|p| rss_bytes(*p)).collect();
+    (!each.is_empty()).then(|| each.iter().sum())
+}
+
+/// CPU (and, with a broker port, broker traffic) of the server processes over one interval.
+pub struct ServerMeter {
+    pids: Vec<u32>,
+    cpu: Vec<CpuMeter>,
+    broker_ports: Vec<u16>,
+    bytes: Vec<crate::brokerbytes::Bytes>,
+}
+
+/// What one server process used over an interval.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeUse {
+    pub pid: u32,
+    pub cores: f64,
+    /// Bytes per second this process sent to / received from the broker, when measured.
+    pub broker_out: Option<f64>,
+    pub broker_in: Option<f64>,
+}
+
+impl ServerMeter {
+    /// `None` without pids.
+    pub fn start(pids: &[u32], broker_ports: &[u16]) -> Option<Self> {
+        if pids.is_empty() {
+            return None;
+        }
+        let bytes = crate::brokerbytes::per_pid(broker_ports, pids).unwrap_or_default();
+        Some(Self {
+            pids: pids.to_vec(),
+            cpu: pids.iter().map(|p| CpuMeter::start(Some(*p))).collect(),
+            broker_ports: broker_ports.to_vec(),
+            bytes,
+        })
+    }
+
+    /// Cores used by all the server processes together.
+    pub fn cores_used(&self) -> f64 {
+        self.cpu.iter().map(CpuMeter::cores_used).sum()
+    }
+
+    /// Per process: cores and broker bytes per second since `start`.
+    pub fn each(&self) -> Vec<NodeUse> {
+        let wall = self
+            .cpu
+            .first()
+            .map_or(1.0, |m| m.start.elapsed().as_secs_f64().max(1e-6));
+        let now = crate::brokerbytes::per_pid(&self.broker_ports, &self.pids).unwrap_or_default();
+        self.pids
+            .iter()
+            .zip(&self.cpu)
+            .enumerate()
+            .map(|(k, (pid, cpu))| {
+                let delta = |f: fn(&crate::brokerbytes::Bytes) -> u64| {
+                    let (Some(a), Some(b)) = (self.bytes.get(k), now.get(k)) else {
+                        return None;
+                    };
+                    Some(f(b).saturating_sub(f(a)) as f64 / wall)
+                };
+                NodeUse {
+                    pid: *pid,
+                    cores: cpu.cores_used(),
+                    broker_out: delta(|b| b.sent),
+                    broker_in: delta(|b| b.received),
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

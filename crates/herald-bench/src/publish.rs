@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::Common;
 use crate::http::Api;
-use crate::procstat::rss_bytes;
+use crate::procstat::rss_total;
 use crate::report::{Report, round2};
 use crate::step::{StepResult, step};
 use crate::worker::{Plan, Pool, Ready, plans};
@@ -77,6 +77,10 @@ pub struct RampArgs {
     /// A step fails when fewer than this share of expected deliveries arrive.
     #[arg(long, default_value_t = 0.999)]
     pub min_delivery: f64,
+    /// Instead of a ramp: one step at each of these rates (events/s, comma-separated),
+    /// in order, on the same subscribers; the report's `steps` has each.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
 }
 
 pub(crate) struct Setup {
@@ -89,7 +93,8 @@ pub(crate) struct Setup {
     pub subs: Vec<u64>,
     /// Channel `i` is `{prefix}{i}`.
     pub prefix: String,
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    pub broker_port: Vec<u16>,
 }
 
 pub async fn fanout(a: FanoutArgs) -> Result<Report> {
@@ -121,7 +126,8 @@ async fn run(
     ramp: RampArgs,
 ) -> Result<Report> {
     let mut report = Report::new(common.json, scenario, &common.url);
-    let rss_before = common.server_pid.and_then(rss_bytes);
+    let api = common.api()?;
+    let rss_before = rss_total(&common.server_pid);
     let base = Plan {
         addr: common.addr()?,
         key: common.key.clone(),
@@ -131,8 +137,10 @@ async fn run(
         count: 0,
         channels,
         prefix: format!("bench-{}-", std::process::id()),
+        presence: None,
     };
-    let plans = plans(&base, subscribers, common.workers);
+    let servers = common.subscriber_addrs()?;
+    let plans = plans(&base, subscribers, common.workers, &servers);
     let timeout = Duration::from_secs(60 + subscribers / 200);
     let started = Instant::now();
     let (mut pool, ready) = Pool::start(&plans, timeout).await?;
@@ -145,29 +153,35 @@ async fn run(
         "params",
         json!({"subscribers": subscribers, "channels": channels, "batch": batch,
                "rate": load.rate, "duration": load.duration, "payload": load.payload,
-               "publishers": load.publishers, "ramp": ramp.ramp, "processes": plans.len()}),
+               "publishers": load.publishers, "ramp": ramp.ramp, "rates": ramp.rates,
+               "processes": plans.len(),
+               "subscribe_to": servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+               "publish_to": api.addr.to_string()}),
     );
     report.set(
         "connect",
         json!({"connected": connected, "failed": failed, "seconds": round2(connect_secs),
                "first_error": first_error,
-               "rss_before": rss_before, "rss_after": common.server_pid.and_then(rss_bytes)}),
+               "rss_before": rss_before, "rss_after": rss_total(&common.server_pid)}),
     );
     report.line(format!(
         "{connected} subscribers on {channels} channel(s) over {} processes in {connect_secs:.1} s ({failed} failed)",
         plans.len()
     ));
     let setup = Setup {
-        api: common.api()?,
+        api,
         load,
         ramp,
         channels,
         batch,
         subs,
         prefix: base.prefix.clone(),
-        server_pid: common.server_pid,
+        server_pid: common.server_pid.clone(),
+        broker_port: common.broker_port.clone(),
     };
-    let outcome = if setup.ramp.ramp {
+    let outcome = if !setup.ramp.rates.is_empty() {
+        fixed_steps(&setup, &mut pool, &mut report).await
+    } else if setup.ramp.ramp {
         ramp_steps(&setup, &mut pool, &mut report).await
     } else {
         let step = step(&setup, &mut pool, setup.load.rate).await;
@@ -191,6 +205,29 @@ fn per_channel(total: u64, channels: u64, ready: &[Ready]) -> Vec<u64> {
         }
     }
     subs
+}
+
+/// One step at each `--rates` rate, whatever the previous one did.
+async fn fixed_steps(setup: &Setup, pool: &mut Pool, report: &mut Report) -> Result<()> {
+    let mut steps: Vec<Value> = Vec::new();
+    for (k, rate) in setup.ramp.rates.iter().enumerate() {
+        if k > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let s = step(setup, pool, *rate).await?;
+        report.line(s.short());
+        report.line(format!(
+            "  latency: {}",
+            s.json["latency_text"].as_str().unwrap_or("")
+        ));
+        steps.push(s.json.clone());
+        if s.disconnected > 0 {
+            report.line("subscribers were disconnected: stopping");
+            break;
+        }
+    }
+    report.set("steps", Value::Array(steps));
+    Ok(())
 }
 
 /// Raises the rate by `ramp_factor` while deliveries hold (>= `min_delivery`, no publish

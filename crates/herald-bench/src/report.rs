@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::procstat::{CpuMeter, cores};
+use crate::procstat::{CpuMeter, NodeUse, ServerMeter, cores};
 
 /// A tool process above this share of one core is taken as saturated.
 pub const SATURATED: f64 = 0.9;
@@ -52,14 +52,19 @@ pub struct CpuUse {
     pub parent: f64,
     pub workers: Vec<f64>,
     pub server: Option<f64>,
+    /// Each server process (the nodes of a cluster), when several were given or the broker
+    /// traffic was measured.
+    pub nodes: Vec<NodeUse>,
 }
 
 impl CpuUse {
-    pub fn measure(parent: &CpuMeter, server: Option<&CpuMeter>, workers: Vec<f64>) -> Self {
+    pub fn measure(parent: &CpuMeter, server: Option<&ServerMeter>, workers: Vec<f64>) -> Self {
+        let nodes = server.map_or_else(Vec::new, ServerMeter::each);
         Self {
             parent: parent.cores_used(),
             workers,
-            server: server.map(CpuMeter::cores_used),
+            server: server.map(|_| nodes.iter().map(|n| n.cores).sum()),
+            nodes,
         }
     }
 
@@ -86,6 +91,7 @@ impl CpuUse {
             "tool_parent_cores": r(self.parent),
             "tool_worker_cores": self.workers.iter().map(|w| r(*w)).collect::<Vec<_>>(),
             "server_cores": self.server.map(r),
+            "nodes": nodes_json(&self.nodes),
             "tool_saturated": self.tool_saturated(),
             "machine_saturated": self.machine_saturated(),
         })
@@ -103,6 +109,24 @@ impl CpuUse {
         }
         text
     }
+}
+
+/// Per server process: pid, cores, broker bytes per second out and in.
+pub fn nodes_json(nodes: &[NodeUse]) -> Value {
+    // Four decimals: a node at rest uses well under 1 % of a core.
+    let r = round4;
+    nodes
+        .iter()
+        .map(|n| {
+            json!({"pid": n.pid, "cores": r(n.cores),
+                   "broker_out_bytes_per_sec": n.broker_out.map(f64::round),
+                   "broker_in_bytes_per_sec": n.broker_in.map(f64::round)})
+        })
+        .collect()
+}
+
+pub fn round4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
 }
 
 pub fn round2(x: f64) -> f64 {

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::Common;
 use crate::hist::AtomicHist;
-use crate::procstat::{CpuMeter, now_micros, rss_bytes};
+use crate::procstat::{CpuMeter, now_micros, rss_total};
 use crate::report::{CpuUse, Report, round2};
 use crate::worker::{Plan, Pool, merge, plans, source_ip};
 use crate::ws::{OP_TEXT, WsConn, payload, stamp};
@@ -34,7 +34,7 @@ pub struct ConnectionsArgs {
 pub async fn connections(a: ConnectionsArgs) -> Result<Report> {
     let c = &a.common;
     let mut report = Report::new(c.json, "connections", &c.url);
-    let rss_before = c.server_pid.and_then(rss_bytes);
+    let rss_before = rss_total(&c.server_pid);
     let base = Plan {
         addr: c.addr()?,
         key: c.key.clone(),
@@ -44,9 +44,10 @@ pub async fn connections(a: ConnectionsArgs) -> Result<Report> {
         count: 0,
         channels: a.channels.max(1),
         prefix: format!("idle-{}-", std::process::id()),
+        presence: None,
     };
-    let plans = plans(&base, a.connections, c.workers);
-    let server = c.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let plans = plans(&base, a.connections, c.workers, &c.subscriber_addrs()?);
+    let server = c.meter();
     let started = Instant::now();
     let (mut pool, ready) =
         Pool::start(&plans, Duration::from_secs(60 + a.connections / 200)).await?;
@@ -54,7 +55,7 @@ pub async fn connections(a: ConnectionsArgs) -> Result<Report> {
     let server_cores = server.map(|m| m.cores_used());
     // Let the server settle (allocator, lazily touched pages) before reading its RSS.
     tokio::time::sleep(Duration::from_secs_f64(a.hold.max(1.0))).await;
-    let rss_after = c.server_pid.and_then(rss_bytes);
+    let rss_after = rss_total(&c.server_pid);
     let snaps = pool.snap().await?;
     let disconnected = merge(&snaps).disconnected;
     pool.stop().await;
@@ -148,7 +149,7 @@ pub async fn pairs(a: PairsArgs) -> Result<Report> {
     let rtt = Arc::new(AtomicHist::default());
     let (sent, echoed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let parent = CpuMeter::start(None);
-    let server = c.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let server = c.meter();
     let run_for = Duration::from_secs_f64(a.duration);
     let period = Duration::from_secs_f64(1.0 / a.rate.max(0.01));
     let mut tasks = Vec::new();

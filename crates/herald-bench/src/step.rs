@@ -74,7 +74,7 @@ pub async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResul
     let baseline = pool.reset().await?;
     let wall = Instant::now();
     let parent = CpuMeter::start(None);
-    let server = setup.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let server = crate::procstat::ServerMeter::start(&setup.server_pid, &setup.broker_port);
     let published = publish(setup, rate).await;
     let settle_start = Instant::now();
     let mut last = 0;

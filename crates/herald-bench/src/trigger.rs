@@ -40,7 +40,7 @@ pub async fn http(a: HttpArgs) -> Result<Report> {
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let parent = CpuMeter::start(None);
-    let server = c.server_pid.map(|pid| CpuMeter::start(Some(pid)));
+    let server = c.meter();
     let run_for = Duration::from_secs_f64(a.duration);
     let start = Instant::now();
     let mut tasks = Vec::new();

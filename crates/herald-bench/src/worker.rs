@@ -1,5 +1,7 @@
 //! Subscriber processes: the parent re-executes itself as `herald-bench worker`, sends a
-//! [`Plan`] on stdin, and drives it with one-line commands (`snap`, `reset`, `stop`).
+//! [`Plan`] on stdin, and drives it with one-line commands (`snap`, `reset`, `mark <µs>`,
+//! `stop`). A plan either subscribes public channels (fan-out) or joins presence channels
+//! as distinct users and counts member events ([`PresencePlan`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
@@ -34,6 +36,30 @@ pub struct Plan {
     pub count: u64,
     pub channels: u64,
     pub prefix: String,
+    /// Join presence channels instead (then `first`/`count` are unused).
+    #[serde(default)]
+    pub presence: Option<PresencePlan>,
+}
+
+/// Presence members: for every slot in `slots` and every channel `c`, one connection joins
+/// `presence-{prefix}{c}` as user `user-n{node}-s{slot}-c{c}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresencePlan {
+    pub node: usize,
+    pub slots: Vec<u64>,
+    /// `member_removed` events for users whose id contains this are timed from the mark.
+    pub watch: String,
+}
+
+impl PresencePlan {
+    pub fn user_id(node: usize, slot: u64, channel: u64) -> String {
+        format!("user-n{node}-s{slot}-c{channel}")
+    }
+
+    /// The marker in the user ids of every member on `node`.
+    pub fn node_marker(node: usize) -> String {
+        format!("user-n{node}-")
+    }
 }
 
 /// Sent once all connection attempts are done.
@@ -56,6 +82,19 @@ pub struct Snap {
     pub disconnected: u64,
     pub last_disconnect: Option<String>,
     pub cpu_seconds: f64,
+    /// Presence: `member_added` / `member_removed` frames received (since the last reset).
+    #[serde(default)]
+    pub member_added: u64,
+    #[serde(default)]
+    pub member_removed: u64,
+    /// Presence: `member_removed` of watched users since the mark; their delay after the
+    /// mark (µs) and the wall-clock time of the last one.
+    #[serde(default)]
+    pub watched_removed: u64,
+    #[serde(default)]
+    pub watched: Hist,
+    #[serde(default)]
+    pub watched_last: u64,
 }
 
 #[derive(Default)]
@@ -64,6 +103,31 @@ struct Counters {
     disconnected: AtomicU64,
     latency: AtomicHist,
     last_disconnect: std::sync::Mutex<Option<String>>,
+    member_added: AtomicU64,
+    member_removed: AtomicU64,
+    mark: AtomicU64,
+    watched_removed: AtomicU64,
+    watched: AtomicHist,
+    watched_last: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a presence member event; times it when it removes a watched user.
+    fn member_event(&self, text: &[u8], watch: Option<&[u8]>) {
+        let find = |needle: &[u8]| memchr::memmem::find(text, needle).is_some();
+        if find(b"pusher_internal:member_added") {
+            self.member_added.fetch_add(1, Relaxed);
+        } else if find(b"pusher_internal:member_removed") {
+            self.member_removed.fetch_add(1, Relaxed);
+            let mark = self.mark.load(Relaxed);
+            if mark > 0 && watch.is_some_and(find) {
+                let now = now_micros();
+                self.watched_removed.fetch_add(1, Relaxed);
+                self.watched.record(now.saturating_sub(mark));
+                self.watched_last.fetch_max(now, Relaxed);
+            }
+        }
+    }
 }
 
 /// The worker process: reads its plan, connects, then answers commands until `stop`.
@@ -82,9 +146,19 @@ pub async fn run_worker() -> Result<()> {
     };
     say(serde_json::to_string(&ready)?).await?;
     while let Some(cmd) = lines.next_line().await? {
-        let reset = match cmd.trim() {
-            "snap" => false,
-            "reset" => true,
+        let reset = match cmd.trim().split_once(' ') {
+            _ if cmd.trim() == "snap" => false,
+            _ if cmd.trim() == "reset" => true,
+            Some(("mark", micros)) => {
+                let Ok(micros) = micros.trim().parse::<u64>() else {
+                    break;
+                };
+                counters.watched_removed.store(0, Relaxed);
+                counters.watched.snapshot(true);
+                counters.watched_last.store(0, Relaxed);
+                counters.mark.store(micros, Relaxed);
+                false
+            }
             _ => break,
         };
         let snap = Snap {
@@ -93,6 +167,11 @@ pub async fn run_worker() -> Result<()> {
             disconnected: counters.disconnected.load(Relaxed),
             last_disconnect: counters.last_disconnect.lock().ok().and_then(|l| l.clone()),
             cpu_seconds: cpu_seconds(None).unwrap_or(0.0),
+            member_added: take(&counters.member_added, reset),
+            member_removed: take(&counters.member_removed, reset),
+            watched_removed: counters.watched_removed.load(Relaxed),
+            watched: counters.watched.snapshot(false),
+            watched_last: counters.watched_last.load(Relaxed),
         };
         say(serde_json::to_string(&snap)?).await?;
     }
@@ -115,19 +194,23 @@ async fn connect_all(plan: &Plan, counters: &Arc<Counters>) -> Ready {
         addr: plan.addr,
         key: plan.key.clone(),
     };
+    let watch: Option<Arc<[u8]>> = plan
+        .presence
+        .as_ref()
+        .map(|p| Arc::from(p.watch.as_bytes()));
     let mut attempts = Vec::with_capacity(plan.count as usize);
-    for i in plan.first..plan.first + plan.count {
-        let channel_index = i % plan.channels.max(1);
-        let channel = format!("{}{channel_index}", plan.prefix);
+    for (channel_index, channel, user) in members(plan) {
         let (gate, target, hist) = (gate.clone(), target.clone(), connect_hist.clone());
         let (secret, source, counters) = (plan.secret.clone(), plan.source, counters.clone());
+        let watch = watch.clone();
         attempts.push(tokio::spawn(async move {
             let opened = {
                 let _permit = gate.acquire().await;
                 let t0 = Instant::now();
                 let result = async {
                     let mut conn = WsConn::connect(&target, Some(source)).await?;
-                    conn.subscribe(&channel, &target, &secret).await?;
+                    conn.subscribe_as(&channel, &target, &secret, user.as_deref())
+                        .await?;
                     anyhow::Ok(conn)
                 }
                 .await;
@@ -136,7 +219,7 @@ async fn connect_all(plan: &Plan, counters: &Arc<Counters>) -> Ready {
             };
             match opened {
                 Ok(conn) => {
-                    tokio::spawn(listen(conn, counters));
+                    tokio::spawn(listen(conn, counters, watch));
                     Ok(())
                 }
                 Err(e) => Err((channel_index, e.to_string())),
@@ -163,14 +246,43 @@ async fn connect_all(plan: &Plan, counters: &Arc<Counters>) -> Ready {
     ready
 }
 
-/// Counts every stamped frame and its latency until the server closes the socket.
-async fn listen(mut conn: WsConn, counters: Arc<Counters>) {
+/// `(channel index, channel, presence user id)` of every connection a plan opens.
+fn members(plan: &Plan) -> Vec<(u64, String, Option<String>)> {
+    let channels = plan.channels.max(1);
+    match &plan.presence {
+        None => (plan.first..plan.first + plan.count)
+            .map(|i| {
+                (
+                    i % channels,
+                    format!("{}{}", plan.prefix, i % channels),
+                    None,
+                )
+            })
+            .collect(),
+        Some(p) => p
+            .slots
+            .iter()
+            .flat_map(|slot| {
+                (0..channels).map(move |c| {
+                    let user = PresencePlan::user_id(p.node, *slot, c);
+                    (c, format!("presence-{}{c}", plan.prefix), Some(user))
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Counts every stamped frame and its latency (and presence member events) until the
+/// server closes the socket.
+async fn listen(mut conn: WsConn, counters: Arc<Counters>, watch: Option<Arc<[u8]>>) {
     let reason = loop {
         match conn.next_frame().await {
             Ok(frame) if frame.opcode == OP_TEXT => {
                 if let Some(sent) = stamp(frame.text()) {
                     counters.received.fetch_add(1, Relaxed);
                     counters.latency.record(now_micros().saturating_sub(sent));
+                } else if memchr::memmem::find(frame.text(), b"pusher_internal:member_").is_some() {
+                    counters.member_event(frame.text(), watch.as_deref());
                 } else if memchr::memmem::find(frame.text(), b"pusher:ping").is_some() {
                     let pong = r#"{"event":"pusher:pong","data":{}}"#;
                     if let Err(e) = conn.send_text(pong).await {
@@ -206,16 +318,22 @@ pub fn source_ip(k: usize) -> IpAddr {
 }
 
 /// Splits `total` connections over `workers` plans (at least enough to stay under
-/// [`PER_WORKER`] each).
-pub fn plans(base: &Plan, total: u64, workers: usize) -> Vec<Plan> {
+/// [`PER_WORKER`] each, and at least one per server); plan `k` connects to server
+/// `k % servers.len()` (`base.addr` when `servers` is empty).
+pub fn plans(base: &Plan, total: u64, workers: usize, servers: &[SocketAddr]) -> Vec<Plan> {
     let workers = workers
         .max(total.div_ceil(PER_WORKER as u64) as usize)
+        .max(servers.len())
         .max(1);
     let share = total.div_ceil(workers as u64);
     (0..workers)
         .map(|k| {
             let first = k as u64 * share;
             Plan {
+                addr: servers
+                    .get(k % servers.len().max(1))
+                    .copied()
+                    .unwrap_or(base.addr),
                 source: source_ip(k),
                 first,
                 count: share.min(total.saturating_sub(first)),
@@ -288,6 +406,11 @@ impl Pool {
         self.command("snap").await
     }
 
+    /// Starts the watched-removal clock at `micros` (wall clock) in every worker.
+    pub async fn mark(&mut self, micros: u64) -> Result<Vec<Snap>> {
+        self.command(&format!("mark {micros}")).await
+    }
+
     /// Counters since the last reset, per worker; then zero them.
     pub async fn reset(&mut self) -> Result<Vec<Snap>> {
         self.command("reset").await
@@ -318,6 +441,11 @@ pub fn merge(snaps: &[Snap]) -> Snap {
         total.latency.merge(&s.latency);
         total.disconnected += s.disconnected;
         total.cpu_seconds += s.cpu_seconds;
+        total.member_added += s.member_added;
+        total.member_removed += s.member_removed;
+        total.watched_removed += s.watched_removed;
+        total.watched.merge(&s.watched);
+        total.watched_last = total.watched_last.max(s.watched_last);
         if s.last_disconnect.is_some() {
             total.last_disconnect.clone_from(&s.last_disconnect);
         }

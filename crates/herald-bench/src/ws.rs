@@ -167,16 +167,30 @@ impl WsConn {
 
     /// Subscribes to `channel` (signing private channels) and waits for success.
     pub async fn subscribe(&mut self, channel: &str, target: &Target, secret: &str) -> Result<()> {
-        let auth = if channel.starts_with("private-") {
+        self.subscribe_as(channel, target, secret, None).await
+    }
+
+    /// Subscribes to `channel` and waits for success; a presence channel is joined as
+    /// `user` (required there).
+    pub async fn subscribe_as(
+        &mut self,
+        channel: &str,
+        target: &Target,
+        secret: &str,
+        user: Option<&str>,
+    ) -> Result<()> {
+        let mut data = serde_json::json!({"channel": channel, "auth": ""});
+        if channel.starts_with("presence-") {
+            let user = user.ok_or_else(|| anyhow!("presence channel {channel} needs a user"))?;
+            let channel_data = serde_json::json!({"user_id": user}).to_string();
+            let signed = channel_auth_string(&self.socket_id, channel, Some(&channel_data));
+            data["auth"] = auth_token(&target.key, secret, &signed).into();
+            data["channel_data"] = channel_data.into();
+        } else if channel.starts_with("private-") {
             let signed = channel_auth_string(&self.socket_id, channel, None);
-            auth_token(&target.key, secret, &signed)
-        } else {
-            String::new()
-        };
-        let frame = serde_json::json!({
-            "event": "pusher:subscribe",
-            "data": {"auth": auth, "channel": channel},
-        });
+            data["auth"] = auth_token(&target.key, secret, &signed).into();
+        }
+        let frame = serde_json::json!({"event": "pusher:subscribe", "data": data});
         self.send_text(&frame.to_string()).await?;
         let wait = async {
             loop {
@@ -196,6 +210,13 @@ impl WsConn {
         tokio::time::timeout(STEP_TIMEOUT, wait)
             .await
             .map_err(|_| anyhow!("subscription timed out"))?
+    }
+
+    /// Leaves `channel` (no answer is expected).
+    pub async fn unsubscribe(&mut self, channel: &str) -> Result<()> {
+        let frame =
+            serde_json::json!({"event": "pusher:unsubscribe", "data": {"channel": channel}});
+        self.send_text(&frame.to_string()).await
     }
 
     pub async fn send_text(&mut self, text: &str) -> Result<()> {

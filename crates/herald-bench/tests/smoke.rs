@@ -162,3 +162,166 @@ async fn channels_client_events_churn_and_http_work() {
         "{http}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_spread_over_servers_at_fixed_rates() {
+    let server = start().await;
+    let both = format!("{},{}", server.url, server.url);
+    let f = bench(
+        &server,
+        &[
+            "fanout",
+            "--subscribers",
+            "200",
+            "--subscribe-to",
+            &both,
+            "--publish-to",
+            &server.url,
+            "--rates",
+            "20,40",
+            "--duration",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(f["connect"]["connected"], 200, "{f}");
+    assert_eq!(f["params"]["processes"], 2, "{f}");
+    let steps = f["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{f}");
+    for (step, rate) in steps.iter().zip([20.0, 40.0]) {
+        assert_eq!(step["rate"], rate, "{step}");
+        assert_eq!(step["delivery_ratio"], 1.0, "{step}");
+        assert_eq!(step["cpu"]["nodes"].as_array().unwrap().len(), 1, "{step}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_members_churn_and_rest_are_counted() {
+    let server = start().await;
+    let p = bench(
+        &server,
+        &[
+            "presence",
+            "--subscribe-to",
+            &server.url,
+            "--channels",
+            "10",
+            "--members",
+            "4",
+            "--settle",
+            "0.5",
+            "--rest",
+            "1",
+            "--churn",
+            "2",
+            "--churn-rate",
+            "20",
+            "--churners",
+            "4",
+        ],
+    )
+    .await;
+    assert_eq!(p["connect"]["connected"], 40, "{p}");
+    assert_eq!(p["connect"]["failed"], 0, "{p}");
+    assert_eq!(p["rest"]["member_added"], 0, "{p}");
+    assert_eq!(p["rest"]["member_removed"], 0, "{p}");
+    let churn = &p["churn"];
+    assert!(churn["churn"]["joins"].as_u64().unwrap() >= 20, "{p}");
+    assert_eq!(churn["churn"]["failed"], 0, "{p}");
+    // Every churn join is seen by the 4 members of its channel.
+    assert!(churn["member_added"].as_u64().unwrap() >= 4 * 20, "{p}");
+    assert!(p["kill"].is_null(), "{p}");
+}
+
+/// The kill hook against a stand-in process: members "on" the killed node are really on a
+/// live server, so no removal comes and the report must say so rather than pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_kill_reports_missing_removals() {
+    let server = start().await;
+    let mut standin = Command::new("sleep").arg("60").spawn().unwrap();
+    let both = format!("{},{}", server.url, server.url);
+    let pid = standin.id().to_string();
+    let p = bench(
+        &server,
+        &[
+            "presence",
+            "--subscribe-to",
+            &both,
+            "--server-pid",
+            &pid,
+            "--channels",
+            "5",
+            "--members",
+            "4",
+            "--settle",
+            "0.2",
+            "--rest",
+            "0.5",
+            "--churn",
+            "0",
+            "--kill-node",
+            "0",
+            "--kill-wait",
+            "1",
+        ],
+    )
+    .await;
+    let status = standin.wait().unwrap();
+    assert!(!status.success(), "the stand-in was not killed: {status:?}");
+    let k = &p["kill"];
+    // Slots 0 and 2 on node 0, 1 and 3 on node 1: 2 x 2 pairs in each of 5 channels.
+    assert_eq!(k["expected"], 20, "{p}");
+    assert_eq!(k["observed"], 0, "{p}");
+    assert_eq!(k["complete"], false, "{p}");
+    assert_eq!(k["within_bound"], false, "{p}");
+}
+
+#[test]
+fn presence_refuses_a_kill_without_matching_pids() {
+    let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .args([
+            "presence",
+            "--subscribe-to",
+            "http://127.0.0.1:1",
+            "--kill-node",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--kill-node 1 needs one --server-pid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn subscribe_to_and_publish_to_refuse_non_loopback_servers() {
+    let cases: [&[&str]; 2] = [
+        &[
+            "fanout",
+            "--subscribe-to",
+            "http://127.0.0.1:1,http://192.0.2.1:80",
+        ],
+        &[
+            "fanout",
+            "--publish-to",
+            "http://192.0.2.1:80",
+            "--subscribers",
+            "0",
+        ],
+    ];
+    for args in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("only targets loopback"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
