@@ -212,15 +212,11 @@ async fn serve(config: Config) -> Result<(), String> {
 /// The listening line (tests and scripts read it) and, in development, the credentials.
 #[allow(clippy::print_stdout)]
 fn announce(config: &Config, local: std::net::SocketAddr) {
-    let tls = if config.server.tls.is_some() {
-        " (TLS: https:// and wss://)"
-    } else {
-        ""
-    };
-    println!(
-        "herald {} listening on {local}{tls}",
-        env!("CARGO_PKG_VERSION")
-    );
+    println!("herald {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    if let Some(tls) = &config.server.tls {
+        let cert = tls.cert.display();
+        tracing::info!(%cert, "TLS on: clients use https:// and wss://");
+    }
     if let Some(app) = config.dev_credentials_app() {
         let client_events = if app.enable_client_messages {
             "on"

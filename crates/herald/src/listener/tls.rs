@@ -119,13 +119,18 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("TLS {what} {}: {e}", path.display()))
 }
 
-/// What the files look like now: modification time and length of each.
-type Stamp = [Option<(SystemTime, u64)>; 2];
+/// What the files look like now: modification time, length and inode of each (a renewal
+/// tool that renames a new file into place changes the inode even within one mtime tick).
+type Stamp = [Option<(SystemTime, u64, u64)>; 2];
 
 fn stamp(settings: &TlsSettings) -> Stamp {
     [&settings.cert, &settings.key].map(|path| {
         let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((meta.modified().ok()?, meta.len(), inode))
     })
 }
 
