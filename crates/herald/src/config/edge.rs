@@ -198,6 +198,26 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_tls_block_is_valid() {
+        let example = include_str!("../../../../herald.example.toml");
+        let block: String = example
+            .lines()
+            .skip_while(|line| *line != "#[server.tls]")
+            .take_while(|line| line.starts_with('#'))
+            .map(|line| format!("{}\n", &line[1..]))
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = pair(dir.path(), "example");
+        let block = block
+            .replace("/etc/herald/tls/fullchain.pem", &cert.display().to_string())
+            .replace("/etc/herald/tls/privkey.pem", &key.display().to_string());
+        let config = Config::from_toml(&block).expect("the example's [server.tls] is valid");
+        let tls = config.server.tls.expect("tls on");
+        assert_eq!((tls.cert, tls.key), (cert, key));
+        assert_eq!(tls.watch_interval, Duration::from_secs(5));
+    }
+
+    #[test]
     fn tls_pair_from_the_file_or_the_flags_must_load() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert, key) = pair(dir.path(), "a");

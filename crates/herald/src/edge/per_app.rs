@@ -65,15 +65,7 @@ impl Budget {
     }
 
     fn is_unlimited(&self) -> bool {
-        *self == Self::of_unlimited()
-    }
-
-    const fn of_unlimited() -> Self {
-        Self {
-            events_per_second: 0,
-            reads_per_second: 0,
-            messages_per_day: 0,
-        }
+        self.events_per_second == 0 && self.reads_per_second == 0 && self.messages_per_day == 0
     }
 }
 
@@ -155,22 +147,17 @@ impl AppGates {
 
     /// One read request (channel lists, channel info, presence users).
     pub fn api_read(&self, app: &App) -> Result<(), Limited> {
-        let Some(limiter) = self.gate(app).and_then(|gate| {
-            let per_second = gate.budget.reads_per_second;
-            gate.reads
-                .as_ref()
-                .map(|limiter| (limiter.check(), per_second))
-        }) else {
+        let Some(gate) = self.gate(app) else {
             return Ok(());
         };
-        match limiter {
-            (Ok(()), _) => Ok(()),
-            (Err(not_until), per_second) => Err(Limited::Rate {
-                limit: "max_api_reads_per_second",
-                per_second,
-                retry_after: not_until.wait_time_from(self.clock.now()),
-            }),
-        }
+        let Some(limiter) = &gate.reads else {
+            return Ok(());
+        };
+        limiter.check().map_err(|not_until| Limited::Rate {
+            limit: "max_api_reads_per_second",
+            per_second: gate.budget.reads_per_second,
+            retry_after: not_until.wait_time_from(self.clock.now()),
+        })
     }
 
     /// One client event, against the daily quota only (its rate is per connection).
