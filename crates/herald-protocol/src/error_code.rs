@@ -23,6 +23,9 @@ pub enum ErrorCode {
     PongNotReceived,
     /// 4301: client event over the per-connection rate.
     ClientEventRateLimit,
+    /// 4301 as a close code: this client IP opens WebSockets faster than the server allows.
+    /// pusher-js treats codes from 4300 as "refused" and stops reconnecting.
+    ConnectionRateLimit,
     /// 4302: watchlist longer than allowed; the first ids were kept.
     WatchlistLimit,
 }
@@ -40,7 +43,7 @@ impl ErrorCode {
             Self::OverCapacity => 4100,
             Self::ReconnectImmediately => 4200,
             Self::PongNotReceived => 4201,
-            Self::ClientEventRateLimit => 4301,
+            Self::ClientEventRateLimit | Self::ConnectionRateLimit => 4301,
             Self::WatchlistLimit => 4302,
         }
     }
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::ReconnectImmediately => "Server is shutting down, reconnect",
             Self::PongNotReceived => "Pong reply not received",
             Self::ClientEventRateLimit => "Client event rejected due to rate limit",
+            Self::ConnectionRateLimit => "Too many new connections from this address; try later",
             Self::WatchlistLimit => {
                 "Watchlist limit exceeded. Only the first 100 user IDs are accepted."
             }

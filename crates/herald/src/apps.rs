@@ -44,6 +44,14 @@ pub struct Limits {
     pub max_presence_user_info_bytes: usize,
     pub max_presence_user_id_length: usize,
     pub max_client_events_per_second: u32,
+    /// Messages (events x channels) the HTTP API may publish per second; 0 = unlimited.
+    /// Over it: 429 with `Retry-After`. Counted per node.
+    pub max_api_events_per_second: u32,
+    /// HTTP API reads (channel lists, channel info, presence users) per second; 0 = unlimited.
+    pub max_api_reads_per_second: u32,
+    /// Messages (HTTP API events x channels, and client events) per UTC day; 0 = unlimited.
+    /// Counted per node; over it: 429 until midnight UTC, client events get an error frame.
+    pub max_messages_per_day: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +66,9 @@ impl Default for Limits {
             max_presence_user_info_bytes: 1_024,
             max_presence_user_id_length: 128,
             max_client_events_per_second: 10,
+            max_api_events_per_second: 0,
+            max_api_reads_per_second: 0,
+            max_messages_per_day: 0,
         }
     }
 }

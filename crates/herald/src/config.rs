@@ -8,9 +8,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::apps::{App, Limits, WebhookFilter, WebhookTarget};
+use crate::edge::EdgeSettings;
+use crate::listener::tls::TlsSettings;
 use crate::webhooks::WebhookSettings;
 
 mod cluster;
+mod edge;
 mod keys;
 
 /// The built-in development app's credentials.
@@ -58,6 +61,12 @@ pub struct ServerConfig {
     pub keepalive_timeout: u64,
     /// Connections from one IP address that have not (yet) become WebSockets.
     pub max_pending_connections_per_ip: usize,
+    /// Largest request line plus headers, in bytes (the upgrade's too); larger: 431.
+    pub max_header_bytes: usize,
+    /// `[server.tls]`: HTTPS and WSS on the port instead of HTTP and WS.
+    pub tls: Option<TlsSettings>,
+    /// Trusted proxies, per-IP rates and the node's ceilings.
+    pub edge: EdgeSettings,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +86,9 @@ impl Default for ServerConfig {
             body_read_timeout: 30,
             keepalive_timeout: 60,
             max_pending_connections_per_ip: 256,
+            max_header_bytes: 16_384,
+            tls: None,
+            edge: EdgeSettings::default(),
         }
     }
 }
@@ -139,6 +151,14 @@ struct FileServer {
     body_read_timeout: i64,
     keepalive_timeout: i64,
     max_pending_connections_per_ip: i64,
+    max_header_bytes: i64,
+    trusted_proxies: Vec<String>,
+    client_ip_header: String,
+    max_connections_per_second_per_ip: i64,
+    max_api_requests_per_second_per_ip: i64,
+    max_connections: i64,
+    max_memory_mb: i64,
+    tls: Option<edge::FileTls>,
 }
 
 impl Default for FileServer {
@@ -159,6 +179,14 @@ impl Default for FileServer {
             body_read_timeout: d.body_read_timeout as i64,
             keepalive_timeout: d.keepalive_timeout as i64,
             max_pending_connections_per_ip: d.max_pending_connections_per_ip as i64,
+            max_header_bytes: d.max_header_bytes as i64,
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
+            max_connections_per_second_per_ip: d.edge.max_connections_per_second_per_ip.into(),
+            max_api_requests_per_second_per_ip: d.edge.max_api_requests_per_second_per_ip.into(),
+            max_connections: d.edge.max_connections as i64,
+            max_memory_mb: d.edge.max_memory_mb as i64,
+            tls: None,
         }
     }
 }
@@ -179,6 +207,10 @@ pub struct Overrides {
     pub node_id: Option<String>,
     /// Start even when the cluster broker is unreachable, and keep connecting.
     pub start_degraded: bool,
+    /// `--tls-cert` / `HERALD_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `HERALD_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Every problem found, one per line.
@@ -304,6 +336,7 @@ fn known_settings(table: &str) -> &'static [&'static str] {
     match table {
         "" => keys::fields_of::<FileConfig>(),
         "server" => keys::fields_of::<FileServer>(),
+        "server.tls" => keys::fields_of::<edge::FileTls>(),
         "webhooks" => keys::fields_of::<FileWebhooks>(),
         "cluster" => keys::fields_of::<cluster::FileCluster>(),
         "apps[]" => keys::fields_of::<App>(),
@@ -316,6 +349,7 @@ fn known_settings(table: &str) -> &'static [&'static str] {
 
 fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) -> Config {
     let s = file.server;
+    let edge = edge::merge(&s, overrides, problems);
     let mut port = s.port;
     if let Some(text) = &overrides.port {
         match text.parse() {
@@ -394,6 +428,9 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
             1_000_000,
             problems,
         ) as usize,
+        max_header_bytes: edge.max_header_bytes,
+        tls: edge.tls,
+        edge: edge.edge,
     };
     let webhooks = webhook_settings(file.webhooks, problems);
     let apps = match env_app(overrides, problems) {

@@ -8,7 +8,9 @@
 //! - [`outbox`]: a connection's bounded queue of shared frames, and Herald's [`outbox::Frame`].
 //! - [`connection`]: one WebSocket: handshake, session state, liveness.
 //! - [`api`]: the Pusher HTTP API with signed requests.
-//! - [`listener`]: the accept loop; HTTP connections until they upgrade (deadlines, per-IP cap).
+//! - [`listener`]: the accept loop; TLS; HTTP connections until they upgrade (deadlines,
+//!   per-IP cap).
+//! - [`edge`]: client IPs behind proxies, per-IP and per-app rates, the node's ceilings.
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
 
@@ -17,6 +19,7 @@ pub mod apps;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod edge;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
@@ -48,6 +51,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let tls = match &config.server.tls {
+        Some(settings) => Some(listener::tls::Tls::load(settings).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
@@ -91,8 +98,12 @@ pub async fn run(
         tokio::spawn(node.clone().run_cluster(received));
     }
     tokio::spawn(drain_on(shutdown.clone(), node.clone()));
+    if let Some(tls) = &tls {
+        let watch = listener::tls::watch(tls.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(watch);
+    }
     let router = api::router(node.clone());
-    let http = listener::serve(listener, router, &config.server, metrics, shutdown).await;
+    let http = listener::serve(listener, router, &config.server, tls, metrics, shutdown).await;
     // HTTP connections and WebSocket tasks drain together, against one deadline.
     let deadline = tokio::time::Instant::now() + grace;
     node.tasks.close();

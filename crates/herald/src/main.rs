@@ -87,6 +87,12 @@ struct ServeArgs {
     /// Start even when the cluster broker is unreachable, and keep connecting to it.
     #[arg(long, env = "HERALD_CLUSTER_START_DEGRADED")]
     start_degraded: bool,
+    /// TLS certificate chain (PEM); with --tls-key, serves https:// and wss://.
+    #[arg(long, env = "HERALD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The command line: the configuration file, the serving flags and the webhook command, if
@@ -108,6 +114,8 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 cluster_prefix: args.cluster_prefix.or(top.cluster_prefix),
                 node_id: args.node_id.or(top.node_id),
                 start_degraded: args.start_degraded || top.start_degraded,
+                tls_cert: args.tls_cert.or(top.tls_cert),
+                tls_key: args.tls_key.or(top.tls_key),
             };
             (cli.config, merged, None)
         }
@@ -122,6 +130,8 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 "cluster_prefix",
                 "node_id",
                 "start_degraded",
+                "tls_cert",
+                "tls_key",
             ]
             .iter()
             .any(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
@@ -129,7 +139,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 Cli::command()
                     .error(
                         ErrorKind::ArgumentConflict,
-                        "serving flags (--host, --port, --allow-dev-credentials, cluster flags) apply to `herald serve` only",
+                        "serving flags (--host, --port, --allow-dev-credentials, cluster and TLS flags) apply to `herald serve` only",
                     )
                     .exit();
             }
@@ -155,6 +165,8 @@ fn main() -> ExitCode {
         cluster_prefix: args.cluster_prefix,
         node_id: args.node_id,
         start_degraded: args.start_degraded,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,
@@ -201,6 +213,10 @@ async fn serve(config: Config) -> Result<(), String> {
 #[allow(clippy::print_stdout)]
 fn announce(config: &Config, local: std::net::SocketAddr) {
     println!("herald {} listening on {local}", env!("CARGO_PKG_VERSION"));
+    if let Some(tls) = &config.server.tls {
+        let cert = tls.cert.display();
+        tracing::info!(%cert, "TLS on: clients use https:// and wss://");
+    }
     if let Some(app) = config.dev_credentials_app() {
         let client_events = if app.enable_client_messages {
             "on"

@@ -26,6 +26,15 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     pub webhooks_dropped: AtomicU64,
     pub webhooks_collapsed: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub tls_reloads: AtomicU64,
+    pub tls_reload_failures: AtomicU64,
+    pub ip_connections_limited: AtomicU64,
+    pub ip_api_requests_limited: AtomicU64,
+    pub app_api_events_limited: AtomicU64,
+    pub app_api_reads_limited: AtomicU64,
+    pub app_daily_quota_refused: AtomicU64,
+    pub capacity_refused: AtomicU64,
     /// A gauge: set, not added to.
     pub webhook_queue_depth: AtomicU64,
 }
@@ -118,6 +127,51 @@ const COUNTERS: &[(&str, &str, Field)] = &[
         "herald_webhooks_collapsed_total",
         "Webhook events never stored because an opposite change followed within the settle window (counted in pairs).",
         |m| &m.webhooks_collapsed,
+    ),
+    (
+        "herald_tls_handshake_failures_total",
+        "TLS handshakes that failed, plain HTTP sent to the TLS port included (a handshake past header_read_timeout counts as a header timeout).",
+        |m| &m.tls_handshake_failures,
+    ),
+    (
+        "herald_tls_certificate_reloads_total",
+        "Times the TLS certificate was reloaded (SIGHUP or changed files).",
+        |m| &m.tls_reloads,
+    ),
+    (
+        "herald_tls_certificate_reload_failures_total",
+        "Reloads of the TLS certificate that failed; the previous certificate stayed in use.",
+        |m| &m.tls_reload_failures,
+    ),
+    (
+        "herald_ip_connections_limited_total",
+        "WebSocket connections refused with 4301: their client IP opened more than max_connections_per_second_per_ip.",
+        |m| &m.ip_connections_limited,
+    ),
+    (
+        "herald_ip_api_requests_limited_total",
+        "HTTP API requests answered 429: their client IP sent more than max_api_requests_per_second_per_ip.",
+        |m| &m.ip_api_requests_limited,
+    ),
+    (
+        "herald_app_api_events_limited_total",
+        "HTTP API event requests answered 429 (or 400 when larger than one second's budget): the app is over max_api_events_per_second.",
+        |m| &m.app_api_events_limited,
+    ),
+    (
+        "herald_app_api_reads_limited_total",
+        "HTTP API read requests answered 429: the app is over max_api_reads_per_second.",
+        |m| &m.app_api_reads_limited,
+    ),
+    (
+        "herald_app_daily_quota_refused_total",
+        "HTTP API requests (429) and client events (error frame) refused: the app's max_messages_per_day is used up.",
+        |m| &m.app_daily_quota_refused,
+    ),
+    (
+        "herald_capacity_refused_total",
+        "WebSocket connections refused with 4100: the node is at max_connections or above max_memory_mb.",
+        |m| &m.capacity_refused,
     ),
 ];
 

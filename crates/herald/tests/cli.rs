@@ -64,6 +64,12 @@ fn help_documents_every_setting() {
         "removal_delay_ms",
         "HERALD_APP_SECRET",
         "--allow-dev-credentials",
+        "trusted_proxies",
+        "max_connections_per_second_per_ip",
+        "max_memory_mb",
+        "max_messages_per_day",
+        "HERALD_TLS_CERT",
+        "--tls-cert",
     ] {
         assert!(help.contains(setting), "--help lacks {setting}");
     }

@@ -140,9 +140,10 @@ def sign(secret, text):
 class RawWS:
     """websocket-client connection recording every frame; take() consumes in order."""
 
-    def __init__(self, server, key=APP["key"], query="protocol=7"):
+    def __init__(self, server, key=APP["key"], query="protocol=7", scheme="ws", sslopt=None):
         self.ws = websocket.create_connection(
-            "ws://%s:%d/app/%s?%s" % (server.host, server.port, key, query), timeout=WAIT)
+            "%s://%s:%d/app/%s?%s" % (scheme, server.host, server.port, key, query),
+            timeout=WAIT, sslopt=sslopt)
         self.frames = []  # [text, parsed, taken]
         self.lock = threading.Condition()
         self.closed = False

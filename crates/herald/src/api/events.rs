@@ -10,7 +10,7 @@ use herald_protocol::{ChannelKind, ChannelName, ServerMessage, SocketId};
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::signed::Signed;
+use super::signed::{Signed, app_limited};
 use crate::apps::App;
 use crate::metrics::Metrics;
 use crate::node::{Audience, Node};
@@ -42,6 +42,7 @@ pub async fn trigger(
         request.socket_id,
         request.info.as_deref(),
     )?;
+    take_budget(&node, &signed.app, event.channels.len())?;
     deliver(&node, &signed.app, &event);
     if event.info.is_empty() {
         return Ok(Json(json!({})));
@@ -84,6 +85,8 @@ pub async fn batch(State(node): State<Arc<Node>>, signed: Signed) -> Result<Json
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let messages = events.iter().map(|event| event.channels.len()).sum();
+    take_budget(&node, app, messages)?;
     for event in &events {
         deliver(&node, app, event);
     }
@@ -99,6 +102,15 @@ pub async fn batch(State(node): State<Arc<Node>>, signed: Signed) -> Result<Json
 
 pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad(&format!("Invalid request body: {e}")))
+}
+
+/// Counts `messages` (events x channels) against the app's rate and daily quota.
+fn take_budget(node: &Node, app: &App, messages: usize) -> Result<(), ApiError> {
+    let cost = u32::try_from(messages).unwrap_or(u32::MAX);
+    node.edge
+        .apps
+        .api_events(app, cost)
+        .map_err(|limited| app_limited(node, limited))
 }
 
 fn bad(message: &str) -> ApiError {

@@ -1,15 +1,20 @@
 //! [`Signed`]: the extractor that authenticates an HTTP API request (spec §8.2) over the
-//! raw path, the raw query and the raw body bytes, before any handler sees it.
+//! raw path, the raw query and the raw body bytes, before any handler sees it. It also
+//! applies the client IP's request rate (first, before the body is read) and, once the
+//! request is authenticated, the app's read rate to GET requests.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
+use axum::http::Method;
+use axum::http::request::Parts;
 use herald_protocol::auth::{self, body_md5, parse_query, request_string};
 
 use super::error::ApiError;
 use crate::apps::App;
+use crate::edge::Limited;
 use crate::metrics::Metrics;
 use crate::node::Node;
 
@@ -40,6 +45,7 @@ impl FromRequest<Arc<Node>> for Signed {
 
     async fn from_request(request: Request, node: &Arc<Node>) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
+        check_ip_rate(&parts, node)?;
         let body = read_body(body, node).await?;
         let path = parts.uri.path();
         let params = parse_query(parts.uri.query().unwrap_or_default());
@@ -49,8 +55,44 @@ impl FromRequest<Arc<Node>> for Signed {
             body,
         };
         signed.verify(parts.method.as_str(), path, unix_now())?;
+        if parts.method == Method::GET {
+            node.edge
+                .apps
+                .api_read(&signed.app)
+                .map_err(|limited| app_limited(node, limited))?;
+        }
         Ok(signed)
     }
+}
+
+/// 429 when the client's IP is over `max_api_requests_per_second_per_ip`.
+fn check_ip_rate(parts: &Parts, node: &Node) -> Result<(), ApiError> {
+    let Some(ip) = node.edge.client_ip(&parts.extensions, &parts.headers) else {
+        return Ok(());
+    };
+    node.edge.api_requests.check(ip).map_err(|retry_after| {
+        Metrics::add(&node.metrics.ip_api_requests_limited, 1);
+        tracing::debug!(%ip, "HTTP API request refused: over max_api_requests_per_second_per_ip");
+        ApiError::TooManyRequests {
+            message: "Too many requests from this address (max_api_requests_per_second_per_ip)"
+                .into(),
+            retry_after,
+        }
+    })
+}
+
+/// Counts an app's refusal under its metric and turns it into the HTTP answer.
+pub(super) fn app_limited(node: &Node, limited: Limited) -> ApiError {
+    let counter = match &limited {
+        Limited::DailyQuota { .. } => &node.metrics.app_daily_quota_refused,
+        Limited::Rate {
+            limit: "max_api_reads_per_second",
+            ..
+        } => &node.metrics.app_api_reads_limited,
+        Limited::Rate { .. } | Limited::TooLarge { .. } => &node.metrics.app_api_events_limited,
+    };
+    Metrics::add(counter, 1);
+    limited.into()
 }
 
 /// The whole body, within `body_read_timeout` of the handler's start (a client that stops

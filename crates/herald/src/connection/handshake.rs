@@ -1,4 +1,5 @@
-//! Connection-time checks (spec §1.2), in order: path, app, enabled, protocol, quota.
+//! Connection-time checks (spec §1.2), in order: path, node capacity, app, enabled,
+//! protocol, quota.
 
 use std::sync::Arc;
 
@@ -6,6 +7,8 @@ use herald_protocol::ErrorCode;
 use herald_protocol::auth::parse_query;
 
 use crate::apps::App;
+use crate::edge::NodeSlot;
+use crate::metrics::Metrics;
 use crate::node::{ConnectionPermit, Node};
 
 /// Protocol versions Herald speaks; a missing `protocol` means 7.
@@ -15,12 +18,19 @@ const SUPPORTED_PROTOCOLS: [u32; 3] = [5, 6, 7];
 pub struct Admitted {
     pub app: Arc<App>,
     pub permit: ConnectionPermit,
+    /// Counted against the node's `max_connections`.
+    pub slot: NodeSlot,
 }
 
 /// Runs the checks for a socket opened at `/app/{key}?{query}` (`key` is `None` for any
 /// other path). The first failure wins.
 pub fn check(node: &Arc<Node>, key: Option<&str>, query: &str) -> Result<Admitted, ErrorCode> {
     let key = key.ok_or(ErrorCode::PathNotFound)?;
+    let slot = node.edge.capacity.admit().map_err(|reason| {
+        Metrics::add(&node.metrics.capacity_refused, 1);
+        tracing::debug!(reason, "WebSocket refused with 4100");
+        ErrorCode::OverCapacity
+    })?;
     let app = node.apps.find_by_key(key).ok_or(ErrorCode::AppNotFound)?;
     if !app.enabled {
         return Err(ErrorCode::AppDisabled);
@@ -35,5 +45,5 @@ pub fn check(node: &Arc<Node>, key: Option<&str>, query: &str) -> Result<Admitte
         }
     }
     let permit = node.admit(&app).ok_or(ErrorCode::OverConnectionQuota)?;
-    Ok(Admitted { app, permit })
+    Ok(Admitted { app, permit, slot })
 }

@@ -58,6 +58,7 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         .filter(|key| !key.is_empty() && !key.contains('/'))
         .map(str::to_owned);
     let query = request.uri().query().unwrap_or_default().to_owned();
+    let too_fast = over_ip_rate(&node, &request);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = socket_config(&node);
     let task_node = node.clone();
@@ -67,7 +68,12 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         };
         let stream = TokioIo::new(upgraded);
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
-        match handshake::check(&task_node, key.as_deref(), &query) {
+        let checked = if too_fast {
+            Err(ErrorCode::ConnectionRateLimit)
+        } else {
+            handshake::check(&task_node, key.as_deref(), &query)
+        };
+        match checked {
             // A task of its own: the live connection does not carry the upgrade's state.
             Ok(admitted) => drop(
                 task_node
@@ -84,6 +90,19 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     response
+}
+
+/// Whether the client's IP opened more WebSockets this second than it may (counted).
+fn over_ip_rate(node: &Node, request: &Request) -> bool {
+    let Some(ip) = node.edge.client_ip(request.extensions(), request.headers()) else {
+        return false;
+    };
+    let limited = node.edge.connections.check(ip).is_err();
+    if limited {
+        Metrics::add(&node.metrics.ip_connections_limited, 1);
+        tracing::debug!(%ip, "WebSocket refused: over max_connections_per_second_per_ip");
+    }
+    limited
 }
 
 /// The `Sec-WebSocket-Accept` value, when this is a valid version-13 upgrade request.
@@ -167,7 +186,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     node: Arc<Node>,
     admitted: Admitted,
 ) {
-    let Admitted { app, permit } = admitted;
+    let Admitted { app, permit, slot } = admitted;
     let (outbox, receiver) = outbox::bounded(outbox::Limits {
         frames: node.server.outbox_capacity,
         bytes: node.server.max_outbox_bytes,
@@ -191,6 +210,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     Metrics::add(&node.metrics.connections_closed, 1);
     drop(permit);
+    drop(slot);
 }
 
 async fn run<S: AsyncRead + AsyncWrite + Unpin>(

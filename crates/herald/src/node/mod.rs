@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::apps::{App, AppStore};
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
+use crate::edge::Edge;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::webhooks::{WebhookEvent, Webhooks};
@@ -39,6 +40,8 @@ pub struct Node {
     /// Present when other nodes share the apps (Redis, NATS, or memory in tests).
     pub cluster: Option<Arc<Cluster>>,
     connections: Mutex<HashMap<String, usize>>,
+    /// Per-IP and per-app rates, the daily quota and the node's ceilings.
+    pub edge: Edge,
 }
 
 impl Node {
@@ -50,6 +53,7 @@ impl Node {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            edge: Edge::new(&server.edge),
             apps,
             hub: Hub::default(),
             server,
@@ -83,6 +87,7 @@ impl Node {
                 () = self.shutdown.cancelled() => return,
                 _ = interval.tick() => {}
             }
+            self.edge.tick();
             for (app_id, channel, count) in self.hub.tick(std::time::Instant::now()) {
                 if let Some(app) = self.apps.find_by_id(&app_id) {
                     self.announce_count(&app, &channel, count);
@@ -110,12 +115,14 @@ impl Node {
         })
     }
 
-    /// Whether this node should get new clients: not while draining, nor while its
-    /// cluster broker is unreachable or it is still joining the cluster.
+    /// Whether this node should get new clients: not while draining, nor while it is at
+    /// `max_connections` or above `max_memory_mb`, nor while its cluster broker is
+    /// unreachable or it is still joining the cluster.
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.shutdown.is_cancelled() {
             return Err("draining: shutting down");
         }
+        self.edge.capacity.check()?;
         match &self.cluster {
             Some(cluster) => cluster.ready(),
             None => Ok(()),

@@ -5,6 +5,7 @@
 pub mod brokers;
 pub mod cluster;
 pub mod sink;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,7 +98,7 @@ impl TestServer {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A protocol-speaking WebSocket client.
 pub struct TestClient {
@@ -108,7 +109,11 @@ pub struct TestClient {
 impl TestClient {
     /// Connects and reads `connection_established`.
     pub async fn connect(url: &str) -> Self {
-        let mut ws = open(url).await;
+        Self::established(open(url).await).await
+    }
+
+    /// Reads `connection_established` from a socket opened some other way.
+    pub async fn established(mut ws: Socket) -> Self {
         let frame = next_frame(&mut ws).await.expect("connection_established");
         assert_eq!(frame.event, "pusher:connection_established");
         let data = frame.data_json().unwrap();

@@ -16,6 +16,15 @@ impl Session {
             self.error(code, &message);
             return;
         }
+        if let Err(limited) = self.node.edge.apps.client_event(&self.app) {
+            Metrics::add(&self.node.metrics.app_daily_quota_refused, 1);
+            let code = ErrorCode::ClientEventRateLimit.code();
+            self.error(
+                Some(code),
+                &format!("Client event rejected: {}", limited.message()),
+            );
+            return;
+        }
         let Some((channel, user_id)) = self.channels.get_key_value(event.channel.as_str()) else {
             return;
         };
