@@ -12,6 +12,9 @@ use crate::webhooks::WebhookSettings;
 
 mod cluster;
 mod keys;
+mod ops;
+
+pub use ops::{LogConfig, LogFormat, MetricsConfig};
 
 /// The built-in development app's credentials.
 pub const DEV_APP_ID: &str = "1";
@@ -26,6 +29,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// `None`: one node on its own (`driver = "local"`).
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
 }
 
 /// `[server]`.
@@ -89,6 +94,8 @@ struct FileConfig {
     apps: Vec<App>,
     webhooks: FileWebhooks,
     cluster: cluster::FileCluster,
+    metrics: ops::FileMetrics,
+    log: ops::FileLog,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +186,8 @@ pub struct Overrides {
     pub node_id: Option<String>,
     /// Start even when the cluster broker is unreachable, and keep connecting.
     pub start_degraded: bool,
+    /// `--log-format` / `HERALD_LOG_FORMAT`.
+    pub log_format: Option<String>,
 }
 
 /// Every problem found, one per line.
@@ -306,6 +315,8 @@ fn known_settings(table: &str) -> &'static [&'static str] {
         "server" => keys::fields_of::<FileServer>(),
         "webhooks" => keys::fields_of::<FileWebhooks>(),
         "cluster" => keys::fields_of::<cluster::FileCluster>(),
+        "metrics" => keys::fields_of::<ops::FileMetrics>(),
+        "log" => keys::fields_of::<ops::FileLog>(),
         "apps[]" => keys::fields_of::<App>(),
         "apps[].limits" => keys::fields_of::<Limits>(),
         "apps[].webhooks[]" => keys::fields_of::<WebhookTarget>(),
@@ -402,11 +413,15 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         None => file.apps,
     };
     let cluster = cluster::merge(file.cluster, overrides, problems);
+    let metrics = ops::metrics(file.metrics, &server, problems);
+    let log = ops::log(file.log, overrides.log_format.as_deref(), problems);
     Config {
         server,
         apps,
         webhooks,
         cluster,
+        metrics,
+        log,
     }
 }
 
@@ -643,6 +658,8 @@ mod tests {
         assert!(config.apps[0].webhooks.is_empty());
         assert_eq!(config.server, ServerConfig::default());
         assert_eq!(config.webhooks, WebhookSettings::default());
+        assert_eq!(config.metrics, MetricsConfig::default());
+        assert_eq!(config.log, LogConfig::default());
 
         // With the documented [[apps.webhooks]] block uncommented (one leading "#" off each
         // line to the end of the file), every documented setting parses.
@@ -685,6 +702,44 @@ mod tests {
         );
         assert!(
             text.contains("webhooks.max_pending must be between"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metrics_and_log_sections_are_read_and_checked() {
+        let config = Config::from_toml(
+            "[metrics]\nport = 9100\n[log]\nlevel = \"herald=debug,info\"\nformat = \"json\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.metrics.listen, Some(("127.0.0.1".into(), 9100)));
+        assert_eq!(config.log.format, LogFormat::Json);
+        let off = Config::from_toml("[metrics]\nenabled = false\nport = 9100\n").expect("valid");
+        assert!(!off.metrics.enabled && off.metrics.listen.is_none());
+        let text = Config::from_toml(
+            "[metrics]\nhost = \"0.0.0.0\"\nprot = 1\n[log]\nlevel = \"loud[\"\nformat = \"xml\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "metrics.host needs metrics.port",
+            "unknown setting `metrics.prot` (did you mean `port`?)",
+            "log.level must be a level",
+            "log.format must be \"pretty\" or \"json\", got \"xml\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        let text = Config::from_toml("[metrics]\nport = 6001\n")
+            .expect_err("the main port")
+            .to_string();
+        assert!(text.contains("leave it 0"), "{text}");
+        let overrides = Overrides {
+            log_format: Some("yaml".into()),
+            ..Overrides::default()
+        };
+        let text = Config::load(&overrides).expect_err("invalid").to_string();
+        assert!(
+            text.contains("--log-format / HERALD_LOG_FORMAT must be"),
             "{text}"
         );
     }

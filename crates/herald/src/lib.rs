@@ -49,10 +49,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
+    let app_ids: Vec<&str> = config.apps.iter().map(|app| app.id.as_str()).collect();
+    let metrics = Arc::new(Metrics::new(&app_ids));
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
     let removal_delay = config.webhooks.removal_delay;
-    let metrics = Arc::new(Metrics::default());
     let webhooks = if has_webhooks {
         let started = Webhooks::start(
             config.webhooks,
@@ -82,6 +83,7 @@ pub async fn run(
             cluster::start(settings, removal_delay, &transport_stop, &transport_tasks)
                 .await
                 .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?;
+        metrics.attach_cluster(cluster.clone());
         node = node.with_cluster(cluster);
         inbound = Some(received);
     }
@@ -91,7 +93,20 @@ pub async fn run(
         tokio::spawn(node.clone().run_cluster(received));
     }
     tokio::spawn(drain_on(shutdown.clone(), node.clone()));
-    let router = api::router(node.clone());
+    let own_port = config.metrics.listen.is_some();
+    if let Some((host, port)) = &config.metrics.listen {
+        let bound = tokio::net::TcpListener::bind((host.as_str(), *port))
+            .await
+            .map_err(|e| std::io::Error::other(format!("metrics listener {host}:{port}: {e}")))?;
+        tracing::info!(address = %bound.local_addr()?, "serving /metrics");
+        let router = api::metrics_router(node.clone());
+        let (server, metrics, shutdown) =
+            (config.server.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            listener::serve(bound, router, &server, metrics, shutdown).await;
+        });
+    }
+    let router = api::router(node.clone(), config.metrics.enabled && !own_port);
     let http = listener::serve(listener, router, &config.server, metrics, shutdown).await;
     // HTTP connections and WebSocket tasks drain together, against one deadline.
     let deadline = tokio::time::Instant::now() + grace;

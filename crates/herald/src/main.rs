@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use herald::config::{Config, Overrides};
+use herald::config::{Config, LogConfig, LogFormat, Overrides};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -87,6 +87,9 @@ struct ServeArgs {
     /// Start even when the cluster broker is unreachable, and keep connecting to it.
     #[arg(long, env = "HERALD_CLUSTER_START_DEGRADED")]
     start_degraded: bool,
+    /// Log lines as `pretty` text or `json` objects (default: [log] format, else pretty).
+    #[arg(long, env = "HERALD_LOG_FORMAT")]
+    log_format: Option<String>,
 }
 
 /// The command line: the configuration file, the serving flags and the webhook command, if
@@ -108,6 +111,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 cluster_prefix: args.cluster_prefix.or(top.cluster_prefix),
                 node_id: args.node_id.or(top.node_id),
                 start_degraded: args.start_degraded || top.start_degraded,
+                log_format: args.log_format.or(top.log_format),
             };
             (cli.config, merged, None)
         }
@@ -122,6 +126,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 "cluster_prefix",
                 "node_id",
                 "start_degraded",
+                "log_format",
             ]
             .iter()
             .any(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
@@ -141,7 +146,6 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
 
 fn main() -> ExitCode {
     let (config, args, webhook_action) = parse();
-    init_tracing();
     let overrides = Overrides {
         config,
         host: args.host,
@@ -155,11 +159,13 @@ fn main() -> ExitCode {
         cluster_prefix: args.cluster_prefix,
         node_id: args.node_id,
         start_degraded: args.start_degraded,
+        log_format: args.log_format,
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,
         Err(errors) => return fail(&errors.to_string()),
     };
+    init_tracing(&config.log);
     if let Some(action) = webhook_action {
         return match dead_letters::run(&config.webhooks.data_dir, action) {
             Ok(()) => ExitCode::SUCCESS,
@@ -246,17 +252,22 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn init_tracing() {
+/// `RUST_LOG`, when set, wins over `[log] level`.
+fn init_tracing(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Pretty => {
+            // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            builder.with_ansi(ansi).init();
+        }
+    }
 }
 
 #[allow(clippy::print_stderr)]

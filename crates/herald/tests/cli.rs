@@ -64,6 +64,8 @@ fn help_documents_every_setting() {
         "removal_delay_ms",
         "HERALD_APP_SECRET",
         "--allow-dev-credentials",
+        "--log-format",
+        "[metrics]",
     ] {
         assert!(help.contains(setting), "--help lacks {setting}");
     }
@@ -178,6 +180,25 @@ fn the_banner_tells_the_dev_apps_real_client_event_setting_and_logs_have_no_colo
         !log.contains('\u{1b}'),
         "ANSI codes in a redirected log: {log:?}"
     );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = herald()
+        .args(["--port", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let object: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(object["level"], "WARN", "{line}");
+    assert!(object["fields"]["message"].is_string(), "{line}");
 }
 
 #[test]

@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::signed::Signed;
 use crate::apps::App;
-use crate::metrics::Metrics;
 use crate::node::{Audience, Node};
 
 /// One validated event, ready to deliver.
@@ -181,7 +180,6 @@ fn deliver(node: &Node, app: &App, event: &Event) {
             &message,
             event.except.as_ref(),
         );
-        Metrics::add(&node.metrics.api_events_published, 1);
     }
 }
 

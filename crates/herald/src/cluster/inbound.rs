@@ -94,8 +94,13 @@ impl Cluster {
                 seq,
                 eligible,
                 connections,
+                sent_ms,
                 ..
             } => {
+                let hop = crate::webhooks::now_ms().saturating_sub(sent_ms);
+                if sent_ms > 0 {
+                    self.latency.observe(std::time::Duration::from_millis(hop));
+                }
                 let Some(peer) = state.peers.get_mut(&from) else {
                     return Vec::new();
                 };

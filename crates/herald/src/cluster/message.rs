@@ -65,6 +65,9 @@ pub enum Message {
         from: NodeKey,
         seq: u64,
         eligible: bool,
+        /// When it was sent (Unix milliseconds), for the hop latency metric.
+        #[serde(default)]
+        sent_ms: u64,
         /// Open connections per app, for cluster-wide quotas.
         connections: Vec<(String, usize)>,
     },

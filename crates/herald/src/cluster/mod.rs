@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Member, Refused};
+use crate::metrics::DurationHistogram;
 use crate::outbox::Frame;
 use message::{CacheMeta, Message, Target};
 use peers::{Fnv, Peers};
@@ -161,6 +162,8 @@ pub struct Cluster {
     /// the other nodes get them when it is back (they would never compute them themselves,
     /// since the owner already applied the change).
     unsent: Mutex<std::collections::VecDeque<bytes::Bytes>>,
+    /// Heartbeat hops from other nodes to this one.
+    latency: DurationHistogram,
 }
 
 struct State {
@@ -230,6 +233,7 @@ impl Cluster {
             }),
             topics: Mutex::default(),
             unsent: Mutex::default(),
+            latency: DurationHistogram::new(crate::metrics::histogram::FAST),
         };
         cluster.transport.subscribe(&cluster.control_topic());
         cluster.greet(&mut cluster.lock());
@@ -238,6 +242,11 @@ impl Cluster {
 
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
+    }
+
+    /// Heartbeat hop latencies seen so far.
+    pub fn latency(&self) -> &DurationHistogram {
+        &self.latency
     }
 
     pub fn timing(&self) -> Timing {
@@ -517,6 +526,7 @@ impl Cluster {
             from: state.me.clone(),
             seq: state.seq,
             eligible: self.is_eligible(state, now) && !state.leaving,
+            sent_ms: crate::webhooks::now_ms(),
             connections: state.connections.clone(),
         }
     }

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use crate::metrics::Metrics;
+use crate::metrics::DurationHistogram;
 use crate::node::Node;
 use crate::outbox::{self, Kick, OutboxReceiver, Ready};
 use handshake::Admitted;
@@ -172,24 +172,30 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         frames: node.server.outbox_capacity,
         bytes: node.server.max_outbox_bytes,
     });
+    let metrics_app = app.clone();
     let session = Session::new(node.clone(), app, new_socket_id(), outbox);
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
         activity_timeout: node.server.activity_timeout,
     };
     // connection_established goes out before any inbound frame is read (spec §1.3).
-    Metrics::add(&node.metrics.connections_opened, 1);
+    // Looked up again at the end rather than held: an idle connection stays small.
+    node.metrics.app(&metrics_app.id).opened.inc();
     let ending = match ws.send(Message::Text(established.encode().into())).await {
         Ok(()) => run(&mut ws, &node, session, &receiver).await,
         Err(_) => Ending::Gone,
     };
-    if let Ending::Close(code, message) = ending {
-        if code == ErrorCode::OverCapacity.code() {
-            Metrics::add(&node.metrics.slow_consumers_closed, 1);
+    let metrics = node.metrics.app(&metrics_app.id);
+    match ending {
+        Ending::Close(code, message) => {
+            if code == ErrorCode::OverCapacity.code() {
+                metrics.slow_consumers.inc();
+            }
+            metrics.closed(Some(code));
+            close(&mut ws, code, &message).await;
         }
-        close(&mut ws, code, &message).await;
+        Ending::Gone => metrics.closed(None),
     }
-    Metrics::add(&node.metrics.connections_closed, 1);
     drop(permit);
 }
 
@@ -228,7 +234,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             ready = outbox.ready() => match ready {
                 Ready::Kicked(kick) => break kicked(kick),
                 Ready::Frames => {
-                    let written = write_batch(ws, outbox);
+                    let written = write_batch(ws, outbox, &node.metrics.delivery_latency);
                     if let Err(ending) = guarded(written, outbox, shutdown.as_mut(), write_timeout).await {
                         break ending;
                     }
@@ -311,16 +317,30 @@ fn kicked((code, message): Kick) -> Ending {
     Ending::Close(code.code(), message)
 }
 
-/// Writes what is queued (up to a batch), then flushes once.
+/// Writes what is queued (up to a batch), then flushes once; the events' delivery latency
+/// is observed after the flush, with one clock read per batch.
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     outbox: &OutboxReceiver,
+    latency: &DurationHistogram,
 ) -> Result<(), WsError> {
-    for _ in 0..MAX_BATCH {
+    let mut published = [None; MAX_BATCH];
+    for stamp in &mut published {
         match outbox.pop() {
-            Some(frame) => ws.feed(Message::Text(frame.into_text())).await?,
+            Some(frame) => {
+                *stamp = frame.published();
+                ws.feed(Message::Text(frame.into_text())).await?;
+            }
             None => break,
         }
     }
-    ws.flush().await
+    ws.flush().await?;
+    let mut stamps = published.iter().flatten().peekable();
+    if stamps.peek().is_some() {
+        let now = std::time::Instant::now();
+        for at in stamps {
+            latency.observe(now.saturating_duration_since(*at));
+        }
+    }
+    Ok(())
 }

@@ -49,8 +49,9 @@ impl Node {
                     frame,
                     except,
                     cache,
-                } => match target {
-                    Target::Channel(name) => {
+                } => match (target, frame.stamped()) {
+                    // Delivery latency on this node counts from the event's arrival.
+                    (Target::Channel(name), frame) => {
                         let Ok(channel) = ChannelName::parse(&name, usize::MAX) else {
                             continue;
                         };
@@ -59,7 +60,7 @@ impl Node {
                         }
                         self.deliver(&app, Audience::Channel(&channel), &frame, except.as_ref());
                     }
-                    Target::Watchers(user) => {
+                    (Target::Watchers(user), frame) => {
                         self.deliver(&app, Audience::Watchers(&user), &frame, None);
                     }
                 },

@@ -104,6 +104,7 @@ impl Node {
             return None;
         }
         *count += 1;
+        self.metrics.app(&app.id).connections.inc();
         Some(ConnectionPermit {
             node: self.clone(),
             app: app.clone(),
@@ -147,5 +148,6 @@ impl Drop for ConnectionPermit {
         if let Some(count) = counts.get_mut(&self.app.id) {
             *count = count.saturating_sub(1);
         }
+        self.node.metrics.app(&self.app.id).connections.dec();
     }
 }

@@ -11,7 +11,7 @@ use crate::apps::App;
 use crate::cluster::Forward;
 use crate::cluster::message::{CacheMeta, Target};
 use crate::hub::CachedEvent;
-use crate::metrics::Metrics;
+use crate::metrics::MessageKind;
 use crate::outbox::Frame;
 
 /// Who an event is for.
@@ -34,7 +34,10 @@ impl Node {
         message: &ServerMessage<'_>,
         except: Option<&SocketId>,
     ) -> usize {
-        let frame = Frame::from(message.encode());
+        let frame = Frame::from(message.encode()).stamped();
+        self.metrics
+            .app(&app.id)
+            .received(MessageKind::of_frame(&frame), frame.len());
         let mut cache = None;
         if let (Audience::Channel(channel), ServerMessage::ChannelEvent { event, data, .. }) =
             (audience, message)
@@ -79,7 +82,7 @@ impl Node {
         meta: &CacheMeta,
     ) {
         let ttl = Duration::from_secs(meta.ttl);
-        let cached = CachedEvent::new(frame.clone(), &meta.event, &meta.data, ttl);
+        let cached = CachedEvent::new(frame.unstamped(), &meta.event, &meta.data, ttl);
         self.hub.remember(app_id, channel, cached);
     }
 
@@ -95,7 +98,10 @@ impl Node {
             Audience::Channel(channel) => self.hub.broadcast(app_id, channel, frame, except),
             Audience::Watchers(user_id) => self.hub.users.send_watchers(app_id, user_id, frame),
         };
-        Metrics::add(&self.metrics.frames_queued, queued as u64);
+        let kind = MessageKind::of_frame(frame);
+        self.metrics
+            .app(app_id)
+            .delivered(kind, queued, frame.len());
         queued
     }
 }

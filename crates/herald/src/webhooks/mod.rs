@@ -152,7 +152,9 @@ impl Webhooks {
     /// ingest task logs drops at most once a minute.
     pub fn emit(&self, app: &App, event: WebhookEvent) {
         let at = tokio::time::Instant::now();
+        let queued = &self.metrics.app(&app.id).webhooks_queued;
         for target in app.webhook_targets(kind(&event), event.channel()) {
+            queued.inc();
             let job = Job::Event {
                 app_id: app.id.clone(),
                 url: target.url.clone(),
@@ -165,9 +167,8 @@ impl Webhooks {
                         Metrics::add(&self.metrics.webhooks_dropped, 1);
                         // The ingest task sets the depth when it takes jobs; while it is
                         // stuck, this keeps the gauge honest.
-                        let depth = self.jobs.max_capacity() as u64;
-                        let gauge = &self.metrics.webhook_queue_depth;
-                        gauge.store(depth, std::sync::atomic::Ordering::Relaxed);
+                        let depth = self.jobs.max_capacity() as i64;
+                        self.metrics.webhook_queue_depth.set(depth);
                     }
                     mpsc::error::TrySendError::Closed(_) => {
                         tracing::error!(app_id = %app.id, "webhook queue closed; event not stored");

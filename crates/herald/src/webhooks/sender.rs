@@ -23,6 +23,8 @@ const CONCURRENCY: usize = 32;
 const PER_REQUEST: usize = 50;
 /// How often the outbox is polled when nothing wakes the sender.
 const POLL: Duration = Duration::from_millis(500);
+/// How often the outbox gauges (pending events, oldest age) are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 struct Sender {
     store: Arc<Mutex<Store>>,
@@ -65,9 +67,14 @@ pub(super) async fn run(
         wake,
         health: Mutex::default(),
     });
+    let mut gauges_at: Option<tokio::time::Instant> = None;
     loop {
         sender.clone().dispatch_due().await;
         sender.summarise_failures();
+        if gauges_at.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+            sender.refresh_gauges().await;
+            gauges_at = Some(tokio::time::Instant::now());
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = sender.wake.notified() => {}
@@ -109,7 +116,9 @@ impl Sender {
                     return;
                 };
                 tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
                     let outcome = sender.deliver(app.as_deref(), &url, &chunk).await;
+                    sender.metrics.webhook_request.observe(started.elapsed());
                     sender.record(chunk, outcome).await;
                     drop(permit);
                 });
@@ -179,22 +188,27 @@ impl Sender {
         })
         .await;
         let count = ids.len() as u64;
-        let metrics = &self.metrics;
         let app_id = events
             .first()
             .map(|e| e.app_id.as_str())
             .unwrap_or_default();
+        let metrics = self.metrics.app(app_id);
         let report = match (&outcome, written) {
             (Ok(()), Ok(Ok(_))) => {
-                Metrics::add(&metrics.webhooks_delivered, count);
+                metrics.webhooks_delivered.inc_by(count);
+                let now = now_ms();
+                for event in &events {
+                    let age = Duration::from_millis(now.saturating_sub(event.created_ms));
+                    self.metrics.webhook_latency.observe(age);
+                }
                 tracing::debug!(url = %redact(&url), events = count, "webhook delivered");
                 let now = tokio::time::Instant::now();
                 self.health().succeeded(app_id, &url, now);
                 None
             }
             (Err(error), Ok(Ok(dead))) => {
-                Metrics::add(&metrics.webhook_attempts_failed, count);
-                Metrics::add(&metrics.webhooks_dead_lettered, dead as u64);
+                metrics.webhooks_failed.inc_by(count);
+                metrics.webhooks_dead.inc_by(dead as u64);
                 let now = tokio::time::Instant::now();
                 self.health().failed(app_id, &url, error, dead as u64, now)
             }
@@ -207,6 +221,30 @@ impl Sender {
         if let Some(report) = report {
             health::log(app_id, &url, &report);
         }
+    }
+
+    /// Pending events per app and the oldest one's age, into the metrics.
+    async fn refresh_gauges(&self) {
+        let store = self.store.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            let store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.pending_summary()
+        })
+        .await;
+        let Ok(Ok(summary)) = summary else {
+            return;
+        };
+        for (_, app) in self.metrics.apps() {
+            app.webhooks_pending.set(0);
+        }
+        let now = now_ms();
+        let mut oldest = now;
+        for (app_id, count, created) in summary {
+            self.metrics.app(&app_id).webhooks_pending.set(count as i64);
+            oldest = oldest.min(created);
+        }
+        let age = now.saturating_sub(oldest) as f64 / 1000.0;
+        self.metrics.webhook_outbox_oldest.set(age);
     }
 
     fn health(&self) -> std::sync::MutexGuard<'_, TargetHealth> {

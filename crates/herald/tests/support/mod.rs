@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod cluster;
+pub mod prom;
 pub mod sink;
 
 use std::net::SocketAddr;
@@ -358,17 +359,12 @@ where
     }
 }
 
-/// The value of an unlabelled metric in `/metrics` (0 when absent).
-pub async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+/// A metric in `/metrics`: `name` or `name{label="value"}`, summed over the series that
+/// match (0 when none does).
+pub async fn metric(server: &TestServer, selector: &str) -> f64 {
+    prom::scrape(server.addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|value| value.trim().parse().ok())
+        .value(selector)
         .unwrap_or(0.0)
 }
 

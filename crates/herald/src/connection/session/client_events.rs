@@ -6,7 +6,6 @@ use herald_protocol::message::ClientEvent;
 use herald_protocol::{ChannelKind, ErrorCode, ServerMessage};
 
 use super::Session;
-use crate::metrics::Metrics;
 use crate::node::Audience;
 use crate::webhooks::WebhookEvent;
 
@@ -31,7 +30,6 @@ impl Session {
             &frame,
             Some(&self.socket_id),
         );
-        Metrics::add(&self.node.metrics.client_events_relayed, 1);
         self.webhook(WebhookEvent::ClientEvent {
             channel: event.channel.clone(),
             event: event.event.clone(),
@@ -78,6 +76,7 @@ impl Session {
         }
         if !self.client_events.allow(Instant::now()) {
             let code = ErrorCode::ClientEventRateLimit;
+            self.node.metrics.app(&self.app.id).rate_limited.inc();
             return Err((Some(code.code()), code.message().into()));
         }
         Ok(())
