@@ -14,7 +14,7 @@ mod cluster;
 mod keys;
 mod ops;
 
-pub use ops::{LogConfig, LogFormat, MetricsConfig};
+pub use ops::{AdminConfig, LogConfig, LogFormat, MetricsConfig};
 
 /// The built-in development app's credentials.
 pub const DEV_APP_ID: &str = "1";
@@ -31,6 +31,7 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterSettings>,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[server]`.
@@ -96,6 +97,7 @@ struct FileConfig {
     cluster: cluster::FileCluster,
     metrics: ops::FileMetrics,
     log: ops::FileLog,
+    admin: ops::FileAdmin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,6 +190,8 @@ pub struct Overrides {
     pub start_degraded: bool,
     /// `--log-format` / `HERALD_LOG_FORMAT`.
     pub log_format: Option<String>,
+    /// `HERALD_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 /// Every problem found, one per line.
@@ -259,7 +263,8 @@ pub fn dev_app() -> App {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback IP address.
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -317,6 +322,7 @@ fn known_settings(table: &str) -> &'static [&'static str] {
         "cluster" => keys::fields_of::<cluster::FileCluster>(),
         "metrics" => keys::fields_of::<ops::FileMetrics>(),
         "log" => keys::fields_of::<ops::FileLog>(),
+        "admin" => keys::fields_of::<ops::FileAdmin>(),
         "apps[]" => keys::fields_of::<App>(),
         "apps[].limits" => keys::fields_of::<Limits>(),
         "apps[].webhooks[]" => keys::fields_of::<WebhookTarget>(),
@@ -415,6 +421,7 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
     let cluster = cluster::merge(file.cluster, overrides, problems);
     let metrics = ops::metrics(file.metrics, &server, problems);
     let log = ops::log(file.log, overrides.log_format.as_deref(), problems);
+    let admin = ops::admin(file.admin, overrides.admin_token.as_deref(), problems);
     Config {
         server,
         apps,
@@ -422,6 +429,7 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         cluster,
         metrics,
         log,
+        admin,
     }
 }
 
@@ -729,6 +737,13 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+        let short = Config::from_toml("[admin]\ntoken = \"short\"\n").expect_err("too short");
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let admin = Config::from_toml("[admin]\ntoken = \"0123456789abcdef\"\n").expect("valid");
+        assert!(
+            !format!("{admin:?}").contains("0123456789abcdef"),
+            "Debug hides the token"
+        );
         let text = Config::from_toml("[metrics]\nport = 6001\n")
             .expect_err("the main port")
             .to_string();

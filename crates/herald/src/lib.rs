@@ -12,11 +12,13 @@
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
 
+pub mod admin;
 pub mod api;
 pub mod apps;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod debug;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
@@ -51,6 +53,7 @@ pub async fn run(
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
     let app_ids: Vec<&str> = config.apps.iter().map(|app| app.id.as_str()).collect();
     let metrics = Arc::new(Metrics::new(&app_ids));
+    let debug = Arc::new(debug::Tap::new());
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
     let removal_delay = config.webhooks.removal_delay;
@@ -59,6 +62,7 @@ pub async fn run(
             config.webhooks,
             apps.clone(),
             metrics.clone(),
+            debug.clone(),
             shutdown.clone(),
         );
         Some(started.map_err(|e| std::io::Error::other(format!("webhook outbox: {e}")))?)
@@ -76,6 +80,7 @@ pub async fn run(
         webhooks,
         metrics.clone(),
         draining.clone(),
+        debug,
     );
     let mut inbound = None;
     if let Some(settings) = &config.cluster {
@@ -106,7 +111,16 @@ pub async fn run(
             listener::serve(bound, router, &server, metrics, shutdown).await;
         });
     }
-    let router = api::router(node.clone(), config.metrics.enabled && !own_port);
+    let mut router = api::router(node.clone(), config.metrics.enabled && !own_port);
+    let loopback = config::is_loopback(&config.server.host);
+    if let Some(admin) = admin::router(
+        node.clone(),
+        config.admin.token.as_ref(),
+        loopback,
+        shutdown.clone(),
+    ) {
+        router = router.merge(admin);
+    }
     let http = listener::serve(listener, router, &config.server, metrics, shutdown).await;
     // HTTP connections and WebSocket tasks drain together, against one deadline.
     let deadline = tokio::time::Instant::now() + grace;

@@ -160,6 +160,9 @@ fn main() -> ExitCode {
         node_id: args.node_id,
         start_degraded: args.start_degraded,
         log_format: args.log_format,
+        admin_token: std::env::var("HERALD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,

@@ -187,6 +187,11 @@ impl Outbox {
         true
     }
 
+    /// Frames waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.0.lock().frames.len()
+    }
+
     /// Asks the connection to send `pusher:error` with this code and message, then close.
     pub fn kick(&self, code: ErrorCode, message: impl Into<String>) {
         let mut state = self.0.lock();

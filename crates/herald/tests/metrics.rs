@@ -1,6 +1,8 @@
 //! `/metrics` read as Prometheus reads it: traffic of every kind shows in the right series,
 //! histograms are well formed, and `[metrics]` moves or turns off the endpoint.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;

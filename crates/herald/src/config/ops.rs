@@ -1,5 +1,5 @@
 //! The operator's sections: `[metrics]` (where `/metrics` is served, if at all) and `[log]`
-//! (level and format).
+//! (level and format), `[admin]` (the dashboard's token).
 
 use serde::Deserialize;
 
@@ -133,5 +133,34 @@ pub(super) fn log(file: FileLog, flag: Option<&str>, problems: &mut Vec<String>)
     LogConfig {
         level: file.level,
         format,
+    }
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AdminConfig {
+    /// The dashboard and `/admin` token; `None`: dashboard only on a loopback address.
+    pub token: Option<crate::apps::Secret>,
+}
+
+/// `[admin]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct FileAdmin {
+    token: String,
+}
+
+/// Shorter tokens are refused: they can be guessed despite the rate limit.
+const MIN_TOKEN: usize = 16;
+
+pub(super) fn admin(file: FileAdmin, env: Option<&str>, problems: &mut Vec<String>) -> AdminConfig {
+    let token = env.map_or(file.token, str::to_owned);
+    if !token.is_empty() && token.chars().count() < MIN_TOKEN {
+        problems.push(format!(
+            "admin.token (HERALD_ADMIN_TOKEN) must be at least {MIN_TOKEN} characters"
+        ));
+    }
+    AdminConfig {
+        token: (!token.is_empty()).then(|| crate::apps::Secret::new(token)),
     }
 }

@@ -28,8 +28,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::WaitForCancellationFuture;
 
+use crate::debug::DebugEvent;
 use crate::metrics::DurationHistogram;
 use crate::node::Node;
+use crate::node::sockets::SocketEntry;
 use crate::outbox::{self, Kick, OutboxReceiver, Ready};
 use handshake::Admitted;
 use liveness::{Check, Liveness};
@@ -58,6 +60,10 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         .filter(|key| !key.is_empty() && !key.contains('/'))
         .map(str::to_owned);
     let query = request.uri().query().unwrap_or_default().to_owned();
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = socket_config(&node);
     let task_node = node.clone();
@@ -69,11 +75,12 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         let ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
         match handshake::check(&task_node, key.as_deref(), &query) {
             // A task of its own: the live connection does not carry the upgrade's state.
-            Ok(admitted) => drop(
-                task_node
-                    .tasks
-                    .spawn(serve(ws, task_node.clone(), admitted)),
-            ),
+            Ok(admitted) => drop(task_node.tasks.spawn(serve(
+                ws,
+                task_node.clone(),
+                admitted,
+                remote,
+            ))),
             Err(code) => refuse(ws, code).await,
         }
     });
@@ -166,6 +173,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     node: Arc<Node>,
     admitted: Admitted,
+    remote: Option<std::net::SocketAddr>,
 ) {
     let Admitted { app, permit } = admitted;
     let (outbox, receiver) = outbox::bounded(outbox::Limits {
@@ -173,7 +181,25 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         bytes: node.server.max_outbox_bytes,
     });
     let metrics_app = app.clone();
-    let session = Session::new(node.clone(), app, new_socket_id(), outbox);
+    let socket_id = new_socket_id();
+    node.sockets.add(
+        socket_id.as_str(),
+        SocketEntry {
+            app_id: app.id.clone(),
+            remote,
+            opened: std::time::SystemTime::now(),
+            user: None,
+            outbox: outbox.clone(),
+        },
+    );
+    node.debug.record(|| {
+        let event = DebugEvent::new(&app.id, "connection_opened").socket(&socket_id);
+        match remote {
+            Some(remote) => event.detail(remote.to_string()),
+            None => event,
+        }
+    });
+    let session = Session::new(node.clone(), app, socket_id.clone(), outbox);
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
         activity_timeout: node.server.activity_timeout,
@@ -186,16 +212,23 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Err(_) => Ending::Gone,
     };
     let metrics = node.metrics.app(&metrics_app.id);
-    match ending {
+    let code = match ending {
         Ending::Close(code, message) => {
             if code == ErrorCode::OverCapacity.code() {
                 metrics.slow_consumers.inc();
             }
-            metrics.closed(Some(code));
             close(&mut ws, code, &message).await;
+            Some(code)
         }
-        Ending::Gone => metrics.closed(None),
-    }
+        Ending::Gone => None,
+    };
+    metrics.closed(code);
+    node.sockets.remove(socket_id.as_str());
+    node.debug.record(|| {
+        DebugEvent::new(&metrics_app.id, "connection_closed")
+            .socket(&socket_id)
+            .detail(crate::metrics::close_code_label(code))
+    });
     drop(permit);
 }
 

@@ -205,6 +205,11 @@ impl AppMetrics {
         }
     }
 
+    /// Messages received so far, every kind.
+    pub fn received_total(&self) -> u64 {
+        self.received.iter().map(Counter::get).sum()
+    }
+
     /// Copies delivered so far, every kind.
     pub fn delivered_total(&self) -> u64 {
         self.delivered.iter().map(Counter::get).sum()

@@ -170,6 +170,12 @@ pub const CATALOG: &[Spec] = &[
         "",
         "Failed accepts (EMFILE and the like back off, 10 ms doubling to 1 s)",
     ),
+    m(
+        "herald_admin_auth_failures_total",
+        "counter",
+        "",
+        "Dashboard and /admin requests with a wrong token (each also counts against the per-IP limit)",
+    ),
     // Webhooks.
     m(
         "herald_webhooks_queued_total",

@@ -50,6 +50,9 @@ pub struct Metrics {
     cluster: Arc<OnceLock<ClusterSource>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HttpHistograms,
+    /// Every HTTP request, for the dashboard's history.
+    pub http_total: Counter,
+    pub admin_auth_failures: Counter,
     pub delivery_latency: DurationHistogram,
     pub pending_connections_refused: Counter,
     pub header_timeouts: Counter,
@@ -104,6 +107,8 @@ impl Metrics {
             cluster: Arc::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(fast_histogram),
+            http_total: Counter::default(),
+            admin_auth_failures: Counter::default(),
             delivery_latency: fast_histogram(),
             pending_connections_refused: Counter::default(),
             header_timeouts: Counter::default(),
@@ -161,6 +166,7 @@ impl Metrics {
                 &m.keepalive_timeouts,
             ),
             ("herald_accept_errors_total", &m.accept_errors),
+            ("herald_admin_auth_failures_total", &m.admin_auth_failures),
             ("herald_webhooks_dropped_total", &m.webhooks_dropped),
             ("herald_webhooks_collapsed_total", &m.webhooks_collapsed),
         ];
@@ -228,6 +234,7 @@ impl Metrics {
             status,
         };
         self.http_requests.get_or_create(&labels).inc();
+        self.http_total.inc();
         self.http_duration
             .get_or_create(&EndpointLabel { endpoint })
             .observe(took);

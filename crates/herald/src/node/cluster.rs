@@ -35,7 +35,10 @@ impl Node {
                     let state = *link.borrow_and_update();
                     cluster.link_changed(state);
                 }
-                _ = ticks.tick() => self.act(cluster.tick(self.connection_counts())),
+                _ = ticks.tick() => {
+                    cluster.set_watching(self.debug.viewers() > 0);
+                    self.act(cluster.tick(self.connection_counts()));
+                }
             }
         }
     }
@@ -73,6 +76,8 @@ impl Node {
                 Action::Terminate { app, user } => {
                     self.terminate_here(&app, &user);
                 }
+                Action::Debug(event) => self.debug.relay(event),
+                Action::Watching(watching) => self.debug.set_remote_watching(watching),
             }
         }
     }

@@ -7,6 +7,7 @@ mod cluster;
 mod membership;
 mod publish;
 mod reads;
+pub mod sockets;
 mod users;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::apps::{App, AppStore};
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
+use crate::debug::Tap;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::webhooks::{WebhookEvent, Webhooks};
@@ -39,6 +41,10 @@ pub struct Node {
     /// Present when other nodes share the apps (Redis, NATS, or memory in tests).
     pub cluster: Option<Arc<Cluster>>,
     connections: Mutex<HashMap<String, usize>>,
+    /// The debug console's feed.
+    pub debug: Arc<Tap>,
+    /// Live connections by socket id, for the connection inspector.
+    pub sockets: sockets::Sockets,
 }
 
 impl Node {
@@ -48,6 +54,7 @@ impl Node {
         webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        debug: Arc<Tap>,
     ) -> Self {
         Self {
             apps,
@@ -59,11 +66,17 @@ impl Node {
             metrics,
             cluster: None,
             connections: Mutex::default(),
+            debug,
+            sockets: sockets::Sockets::default(),
         }
     }
 
     /// The same node, one of a cluster.
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.debug.set_node(&cluster.me().id);
+        let forwarder = cluster.clone();
+        self.debug
+            .set_forward(Box::new(move |event| forwarder.forward_debug(event)));
         self.cluster = Some(cluster);
         self
     }

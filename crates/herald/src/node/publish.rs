@@ -10,6 +10,7 @@ use super::Node;
 use crate::apps::App;
 use crate::cluster::Forward;
 use crate::cluster::message::{CacheMeta, Target};
+use crate::debug::DebugEvent;
 use crate::hub::CachedEvent;
 use crate::metrics::MessageKind;
 use crate::outbox::Frame;
@@ -34,6 +35,8 @@ impl Node {
         message: &ServerMessage<'_>,
         except: Option<&SocketId>,
     ) -> usize {
+        self.debug
+            .record(|| debug_event(app, audience, message, except));
         let frame = Frame::from(message.encode()).stamped();
         self.metrics
             .app(&app.id)
@@ -104,6 +107,39 @@ impl Node {
             .delivered(kind, queued, frame.len());
         queued
     }
+}
+
+/// The console's view of a published event (presence and count events included).
+fn debug_event(
+    app: &App,
+    audience: Audience<'_>,
+    message: &ServerMessage<'_>,
+    except: Option<&SocketId>,
+) -> DebugEvent {
+    let (kind, name, data) = match *message {
+        ServerMessage::ChannelEvent { event, data, .. } => ("api_event", event, Some(data)),
+        ServerMessage::ClientEvent { event, data, .. } => {
+            ("client_event", event, data.map(|raw| raw.get()))
+        }
+        ServerMessage::MemberAdded { .. } => ("internal", "pusher_internal:member_added", None),
+        ServerMessage::MemberRemoved { .. } => ("internal", "pusher_internal:member_removed", None),
+        ServerMessage::SubscriptionCount { .. } => {
+            ("internal", "pusher_internal:subscription_count", None)
+        }
+        _ => ("internal", "pusher_internal:watchlist_events", None),
+    };
+    let target = match audience {
+        Audience::Channel(channel) => channel.as_str().to_owned(),
+        Audience::Watchers(user) => format!("watchers of {user}"),
+    };
+    let mut event = DebugEvent::new(&app.id, kind).channel(&target).event(name);
+    if let Some(data) = data {
+        event = event.data(data);
+    }
+    if let Some(except) = except {
+        event = event.socket(except);
+    }
+    event
 }
 
 impl Audience<'_> {

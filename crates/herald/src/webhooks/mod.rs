@@ -118,6 +118,7 @@ impl Webhooks {
         settings: WebhookSettings,
         apps: Arc<dyn AppStore>,
         metrics: Arc<Metrics>,
+        debug: Arc<crate::debug::Tap>,
         shutdown: CancellationToken,
     ) -> rusqlite::Result<Self> {
         let store = Arc::new(std::sync::Mutex::new(Store::open(&settings.data_dir)?));
@@ -141,6 +142,7 @@ impl Webhooks {
             apps,
             settings,
             metrics.clone(),
+            debug,
             wake,
             shutdown,
         ));

@@ -15,6 +15,7 @@ use super::health::{self, TargetHealth};
 use super::store::{Store, StoredEvent};
 use super::{WebhookSettings, now_ms, redact};
 use crate::apps::{App, AppStore};
+use crate::debug::Tap;
 use crate::metrics::Metrics;
 
 /// Events fetched per pass, requests in flight, events per batched request.
@@ -31,6 +32,7 @@ struct Sender {
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
     metrics: Arc<Metrics>,
+    debug: Arc<Tap>,
     http: reqwest::Client,
     /// Events being sent. Read and changed only while the store is locked, so a due-query
     /// and a completed delivery can never interleave (which would send an event twice).
@@ -45,6 +47,7 @@ pub(super) async fn run(
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
     metrics: Arc<Metrics>,
+    debug: Arc<Tap>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -61,6 +64,7 @@ pub(super) async fn run(
         apps,
         settings,
         metrics,
+        debug,
         http,
         in_flight: Arc::default(),
         permits: Arc::new(Semaphore::new(CONCURRENCY)),
@@ -173,6 +177,14 @@ impl Sender {
         );
         let url = events.first().map(|e| e.url.clone()).unwrap_or_default();
         let failure = outcome.clone().err();
+        self.debug.record(|| {
+            let outcome = failure.clone().unwrap_or_else(|| "delivered".into());
+            let names: Vec<&str> = events.iter().filter_map(|e| event_name(&e.event)).collect();
+            let app_id = events.first().map_or("", |e| e.app_id.as_str());
+            crate::debug::DebugEvent::new(app_id, "webhook")
+                .event(&names.join(","))
+                .detail(format!("{} to {}", outcome, redact(&url)))
+        });
         let (ids_for_store, in_flight) = (ids.clone(), self.in_flight.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -258,6 +270,12 @@ impl Sender {
             health::log(&app_id, &url, &report);
         }
     }
+}
+
+/// The `name` of a stored event's JSON.
+fn event_name(json: &str) -> Option<&str> {
+    let rest = &json[json.find(r#""name":""#)? + 8..];
+    rest.get(..rest.find('"')?)
 }
 
 /// Events grouped by `(app id, url)`, each group oldest first.
