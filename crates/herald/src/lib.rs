@@ -24,6 +24,7 @@ pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod usage;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub async fn run(
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
     let removal_delay = config.webhooks.removal_delay;
+    let usage = usage::UsageStore::open(&config.webhooks.data_dir)
+        .map(Arc::new)
+        .map_err(|e| std::io::Error::other(format!("usage store: {e}")))?;
+    let usage_task = tokio::spawn(usage::run(usage.clone(), metrics.clone(), shutdown.clone()));
     let webhooks = if has_webhooks {
         let started = Webhooks::start(
             config.webhooks,
@@ -115,6 +120,7 @@ pub async fn run(
     let loopback = config::is_loopback(&config.server.host);
     if let Some(admin) = admin::router(
         node.clone(),
+        usage,
         config.admin.token.as_ref(),
         loopback,
         shutdown.clone(),
@@ -141,6 +147,7 @@ pub async fn run(
     {
         tracing::warn!("webhook events of closing connections were not all stored in time");
     }
+    let _ = tokio::time::timeout(FLUSH_BOUND, usage_task).await;
     transport_stop.cancel();
     transport_tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), transport_tasks.wait()).await;

@@ -247,3 +247,33 @@ pub async fn trigger(
         .publish(&app, Audience::Channel(&channel), &message, None);
     Ok(Json(json!({ "delivered_here": here })))
 }
+
+#[derive(Deserialize)]
+pub struct Period {
+    from: String,
+    to: String,
+}
+
+/// `GET /admin/apps/{id}/usage?from=YYYY-MM-DD&to=YYYY-MM-DD`: one row per day with usage.
+pub async fn usage(
+    State(console): State<Arc<Console>>,
+    _: Admin,
+    Path(app_id): Path<String>,
+    Query(period): Query<Period>,
+) -> Result<Json<Value>, Problem> {
+    let app = app(&console, &app_id)?;
+    if !crate::usage::is_date(&period.from) || !crate::usage::is_date(&period.to) {
+        return Err(bad("from and to must be dates as YYYY-MM-DD".into()));
+    }
+    // Counted but not yet written: write it first, so the answer is current.
+    let (usage, metrics) = (console.usage.clone(), console.node.metrics.clone());
+    let (id, from, to) = (app.id.clone(), period.from, period.to);
+    let days = tokio::task::spawn_blocking(move || {
+        usage.flush(&metrics)?;
+        usage.days(&id, &from, &to)
+    })
+    .await
+    .map_err(|e| bad(e.to_string()))?
+    .map_err(|e| bad(format!("usage store: {e}")))?;
+    Ok(Json(json!({ "app_id": app.id, "days": days })))
+}

@@ -32,12 +32,14 @@ pub struct Console {
     pub node: Arc<Node>,
     pub auth: Auth,
     pub history: History,
+    pub usage: Arc<crate::usage::UsageStore>,
 }
 
 /// The dashboard's routes, or `None` (with one log line) when it must stay off: no token
 /// and a non-loopback address.
 pub fn router(
     node: Arc<Node>,
+    usage: Arc<crate::usage::UsageStore>,
     token: Option<&crate::apps::Secret>,
     loopback: bool,
     shutdown: CancellationToken,
@@ -52,6 +54,7 @@ pub fn router(
         node,
         auth: Auth::new(token),
         history: History::default(),
+        usage,
     });
     tokio::spawn(history::sample(console.clone(), shutdown));
     let router = Router::new()
@@ -67,6 +70,7 @@ pub fn router(
         .route("/admin/apps/{app_id}/channels/{channel}", get(api::channel))
         .route("/admin/apps/{app_id}/connections", get(api::connections))
         .route("/admin/apps/{app_id}/events", post(api::trigger))
+        .route("/admin/apps/{app_id}/usage", get(api::usage))
         .route(
             "/admin/apps/{app_id}/users/{user_id}/terminate",
             post(api::terminate_user),

@@ -119,6 +119,7 @@ pub(super) struct AppFamilies {
     pub webhooks_failed: Family<AppLabel, Counter>,
     pub webhooks_dead: Family<AppLabel, Counter>,
     pub webhooks_pending: Family<AppLabel, Gauge>,
+    pub webhook_requests: Family<AppLabel, Counter>,
 }
 
 /// Per-kind counters, indexed by [`MessageKind`].
@@ -145,6 +146,9 @@ pub struct AppMetrics {
     pub webhooks_failed: Counter,
     pub webhooks_dead: Counter,
     pub webhooks_pending: Gauge,
+    pub webhook_requests: Counter,
+    /// The most connections at once since the last [`AppMetrics::take_peak`].
+    peak: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl AppMetrics {
@@ -188,6 +192,8 @@ impl AppMetrics {
             webhooks_failed: families.webhooks_failed.get_or_create(&app()).clone(),
             webhooks_dead: families.webhooks_dead.get_or_create(&app()).clone(),
             webhooks_pending: families.webhooks_pending.get_or_create(&app()).clone(),
+            webhook_requests: families.webhook_requests.get_or_create(&app()).clone(),
+            peak: std::sync::Arc::default(),
         }
     }
 
@@ -203,6 +209,25 @@ impl AppMetrics {
             self.delivered[kind as usize].inc_by(copies as u64);
             self.delivered_bytes[kind as usize].inc_by((copies * bytes) as u64);
         }
+    }
+
+    /// Messages as Pusher bills them: every copy delivered plus every API publish.
+    pub fn billable_messages(&self) -> u64 {
+        self.delivered_total() + self.received[MessageKind::ApiEvent as usize].get()
+    }
+
+    /// `connections` open now: the day's peak may rise.
+    pub fn note_peak(&self, connections: i64) {
+        self.peak
+            .fetch_max(connections, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The peak since the last call; the next period starts at the current count.
+    pub fn take_peak(&self) -> u64 {
+        let now = self.connections.get();
+        self.peak
+            .swap(now, std::sync::atomic::Ordering::Relaxed)
+            .max(now) as u64
     }
 
     /// Messages received so far, every kind.

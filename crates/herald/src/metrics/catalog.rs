@@ -226,6 +226,12 @@ pub const CATALOG: &[Spec] = &[
         "Webhook events waiting in the outbox for delivery (dead letters not counted); refreshed every 5 s",
     ),
     m(
+        "herald_webhook_requests_total",
+        "counter",
+        "app_id",
+        "Webhook requests made (one per POST, whatever the outcome): the webhook calls of usage metering",
+    ),
+    m(
         "herald_webhook_outbox_oldest_seconds",
         "gauge",
         "",

@@ -183,6 +183,7 @@ impl Metrics {
             m.webhook_queue_depth.clone(),
         );
         register(r, "herald_webhook_outbox_pending", f.webhooks_pending);
+        register(r, "herald_webhook_requests_total", f.webhook_requests);
         register(
             r,
             "herald_webhook_outbox_oldest_seconds",

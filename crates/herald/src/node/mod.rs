@@ -117,7 +117,9 @@ impl Node {
             return None;
         }
         *count += 1;
-        self.metrics.app(&app.id).connections.inc();
+        let metrics = self.metrics.app(&app.id);
+        metrics.connections.inc();
+        metrics.note_peak(metrics.connections.get());
         Some(ConnectionPermit {
             node: self.clone(),
             app: app.clone(),

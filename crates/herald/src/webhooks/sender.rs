@@ -123,6 +123,9 @@ impl Sender {
                     let started = tokio::time::Instant::now();
                     let outcome = sender.deliver(app.as_deref(), &url, &chunk).await;
                     sender.metrics.webhook_request.observe(started.elapsed());
+                    if let Some(first) = chunk.first() {
+                        sender.metrics.app(&first.app_id).webhook_requests.inc();
+                    }
                     sender.record(chunk, outcome).await;
                     drop(permit);
                 });
