@@ -321,13 +321,15 @@ async fn a_frame_trickled_a_byte_at_a_time_is_probed_then_closed_with_4201() {
     let mut clients = Vec::new();
     for n in 0..40 {
         let mut raw = Raw::established(&server, KEY).await;
+        // The server's activity clock restarts when it reads the subscribe: start ours
+        // before sending it, so ours never runs behind.
+        let started = Instant::now();
         raw.subscribe("trickle").await;
         assert_eq!(
             raw.event().await.0,
             "pusher_internal:subscription_succeeded"
         );
         let (mut reader, mut writer) = raw.stream.into_split();
-        let started = Instant::now();
         // The header of a masked 60,000-byte text frame (mask key zero), then its payload.
         let header = [0x81, 0x80 | 126, 0xEA, 0x60, 0, 0, 0, 0];
         let bytes = header.into_iter().chain(std::iter::repeat_n(b' ', 60_000));

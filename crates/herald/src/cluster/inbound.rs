@@ -4,7 +4,7 @@
 use herald_protocol::SocketId;
 use tokio::time::Instant;
 
-use super::message::{Message, Target};
+use super::message::Message;
 use super::peers::Seen;
 use super::transport::{Inbound, Link};
 use super::view::{NodeKey, Transition};
@@ -52,10 +52,6 @@ impl Cluster {
                 member_added,
                 ..
             } => {
-                if let (Some(user), Target::Channel(channel)) = (member_added, &target) {
-                    let key = (app.clone(), channel.clone(), user);
-                    super::announced(&mut state, key, now);
-                }
                 if let Some(frame) = Frame::from_utf8(body) {
                     actions.push(Action::Deliver {
                         app,
@@ -63,6 +59,7 @@ impl Cluster {
                         frame,
                         except: except.as_deref().and_then(SocketId::parse),
                         cache,
+                        member_added,
                     });
                 }
             }

@@ -143,6 +143,8 @@ pub enum Action {
         frame: Frame,
         except: Option<SocketId>,
         cache: Option<CacheMeta>,
+        /// A `member_added` for this user: mark it announced as it is delivered.
+        member_added: Option<String>,
     },
     /// Announce a transition this node owns.
     Announce(Transition),
@@ -633,26 +635,24 @@ impl Cluster {
                 peers::owner(&owners, &key) == Some(&state.me)
             })
             .collect();
-        // What this node announces itself is announced.
-        for t in &mine {
-            if let Transition::MemberAdded {
-                channel: (app, channel),
-                user,
-                ..
-            } = t
-            {
-                let key = (app.clone(), channel.clone(), user.clone());
-                state.unannounced.remove(&key);
-            }
-        }
+
         mine.into_iter()
             .filter_map(|t| throttle(&mut state.counts, t, now))
             .collect()
     }
 }
 
-/// A `member_added` arrived: the member may be listed in rosters now (or as soon as the
-/// change that caused it arrives).
+impl Cluster {
+    /// A `member_added` for `user` is being delivered here (called under the channel's hub
+    /// lock, just before): rosters may list the user from now on.
+    pub fn announced(&self, app: &str, channel: &str, user: &str) {
+        let key = (app.to_owned(), channel.to_owned(), user.to_owned());
+        announced(&mut self.lock(), key, Instant::now());
+    }
+}
+
+/// The member may be listed in rosters now (or as soon as the change that caused it
+/// arrives: the two come from different nodes).
 fn announced(state: &mut State, key: (String, String, String), now: Instant) {
     if state.unannounced.remove(&key).is_none() {
         state.announced_early.insert(key, now);

@@ -262,11 +262,26 @@ impl Hub {
         frame: &Frame,
         except: Option<&SocketId>,
     ) -> usize {
+        self.broadcast_then(app, channel, frame, except, &|| {})
+    }
+
+    /// [`Hub::broadcast`], running `first` under the channel's lock before anyone gets the
+    /// frame: a subscriber joining meanwhile sees the world either entirely before `first`
+    /// and the frame, or entirely after both.
+    pub fn broadcast_then(
+        &self,
+        app: &str,
+        channel: &ChannelName,
+        frame: &Frame,
+        except: Option<&SocketId>,
+        first: &dyn Fn(),
+    ) -> usize {
         if let Some(user) = channel.as_str().strip_prefix(SERVER_TO_USER_PREFIX) {
             return self.users.send(app, user, frame, except);
         }
         let key = key(app, channel);
         let shard = self.shard(&key);
+        first();
         let Some(entry) = shard.channels.get(&key) else {
             return 0;
         };

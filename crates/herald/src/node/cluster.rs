@@ -52,6 +52,7 @@ impl Node {
                     frame,
                     except,
                     cache,
+                    member_added,
                 } => match (target, frame.stamped()) {
                     // Delivery latency on this node counts from the event's arrival.
                     (Target::Channel(name), frame) => {
@@ -61,10 +62,12 @@ impl Node {
                         if let Some(meta) = &cache {
                             self.remember(&app, &channel, &frame, meta);
                         }
-                        self.deliver(&app, Audience::Channel(&channel), &frame, except.as_ref());
+                        let added = member_added.as_deref();
+                        let audience = Audience::Channel(&channel);
+                        self.deliver(&app, audience, &frame, except.as_ref(), added);
                     }
                     (Target::Watchers(user), frame) => {
-                        self.deliver(&app, Audience::Watchers(&user), &frame, None);
+                        self.deliver(&app, Audience::Watchers(&user), &frame, None, None);
                     }
                 },
                 Action::Announce(transition) => {

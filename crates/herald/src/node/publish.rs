@@ -54,7 +54,11 @@ impl Node {
             self.remember(&app.id, channel, &frame, &meta);
             cache = Some(meta);
         }
-        let queued = self.deliver(&app.id, audience, &frame, except);
+        let member_added = match message {
+            ServerMessage::MemberAdded { user_id, .. } => Some(*user_id),
+            _ => None,
+        };
+        let queued = self.deliver(&app.id, audience, &frame, except, member_added);
         if let Some(cluster) = &self.cluster {
             let every_node = matches!(
                 message,
@@ -62,14 +66,10 @@ impl Node {
                     | ServerMessage::MemberRemoved { .. }
                     | ServerMessage::SubscriptionCount { .. }
             );
-            let member_added = match message {
-                ServerMessage::MemberAdded { user_id, .. } => Some((*user_id).to_owned()),
-                _ => None,
-            };
             let extra = Forward {
                 cache,
                 every_node,
-                member_added,
+                member_added: member_added.map(str::to_owned),
             };
             cluster.forward(&app.id, audience.target(), &frame, except, extra);
         }
@@ -90,15 +90,26 @@ impl Node {
     }
 
     /// Queues an encoded frame to the local sockets of `audience`.
+    /// A `member_added` (`member_added` is its user) is marked announced in the cluster
+    /// under the channel's lock, so a roster built meanwhile lists the user or the joiner
+    /// gets the event, never both.
     pub(super) fn deliver(
         &self,
         app_id: &str,
         audience: Audience<'_>,
         frame: &Frame,
         except: Option<&SocketId>,
+        member_added: Option<&str>,
     ) -> usize {
         let queued = match audience {
-            Audience::Channel(channel) => self.hub.broadcast(app_id, channel, frame, except),
+            Audience::Channel(channel) => match (&self.cluster, member_added) {
+                (Some(cluster), Some(user)) => {
+                    let mark = || cluster.announced(app_id, channel.as_str(), user);
+                    self.hub
+                        .broadcast_then(app_id, channel, frame, except, &mark)
+                }
+                _ => self.hub.broadcast(app_id, channel, frame, except),
+            },
             Audience::Watchers(user_id) => self.hub.users.send_watchers(app_id, user_id, frame),
         };
         let kind = MessageKind::of_frame(frame);
