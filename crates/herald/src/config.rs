@@ -103,7 +103,7 @@ struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct FileWebhooks {
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     retry_for: i64,
     timeout: i64,
     removal_delay_ms: i64,
@@ -118,7 +118,7 @@ impl Default for FileWebhooks {
     fn default() -> Self {
         let d = WebhookSettings::default();
         Self {
-            data_dir: d.data_dir,
+            data_dir: None,
             retry_for: d.retry_for.as_secs() as i64,
             timeout: d.timeout.as_secs() as i64,
             removal_delay_ms: d.removal_delay.as_millis() as i64,
@@ -438,7 +438,10 @@ fn webhook_settings(w: FileWebhooks, problems: &mut Vec<String>) -> WebhookSetti
         ranged(&format!("webhooks.{name}"), value, min, max, problems)
     };
     WebhookSettings {
-        data_dir: w.data_dir,
+        data_dir_configured: w.data_dir.is_some(),
+        data_dir: w
+            .data_dir
+            .unwrap_or_else(|| WebhookSettings::default().data_dir),
         retry_for: Duration::from_secs(ranged("retry_for", w.retry_for, 1, 7 * 86_400)),
         timeout: Duration::from_secs(ranged("timeout", w.timeout, 1, 300)),
         removal_delay: Duration::from_millis(ranged(

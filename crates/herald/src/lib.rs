@@ -58,9 +58,12 @@ pub async fn run(
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
     let removal_delay = config.webhooks.removal_delay;
-    let usage = usage::UsageStore::open(&config.webhooks.data_dir)
+    // Usage goes where the webhook outbox goes; without a data directory in use, in memory.
+    let usage_dir = config.webhooks.durable_dir(has_webhooks);
+    let usage = usage::UsageStore::for_dir(usage_dir)
         .map(Arc::new)
         .map_err(|e| std::io::Error::other(format!("usage store: {e}")))?;
+    metrics.attach_usage(usage.clone());
     let usage_task = tokio::spawn(usage::run(usage.clone(), metrics.clone(), shutdown.clone()));
     let webhooks = if has_webhooks {
         let started = Webhooks::start(

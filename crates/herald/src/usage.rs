@@ -1,7 +1,9 @@
 //! Usage per app per UTC day, counted as Pusher bills: messages (one per message delivered
 //! to each connection plus one per API publish), peak concurrent connections, webhook
 //! calls. Counted by the metrics' atomics; every 10 s (and on shutdown) the differences are
-//! added to `usage.sqlite3` next to the webhook outbox, so the figures survive restarts.
+//! added to `usage.sqlite3` in the data directory, beside the webhook outbox, so the figures
+//! survive restarts. Without a data directory in use (no webhooks and no `data_dir`
+//! configured: the development default) the same tables live in memory for this run only.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,12 +14,13 @@ use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::metrics::{AppMetrics, Metrics};
 
 const EVERY: Duration = Duration::from_secs(10);
+const FILE: &str = "usage.sqlite3";
 
 /// One app's usage on one day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct DayUsage {
     pub date: String,
     pub messages: u64,
@@ -25,21 +28,53 @@ pub struct DayUsage {
     pub webhook_calls: u64,
 }
 
+/// What was written for one app: the counters' totals at the last flush.
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    messages: u64,
+    webhook_calls: u64,
+}
+
 /// The usage database.
 pub struct UsageStore {
     db: Mutex<Connection>,
-    /// Totals already written, per app: (messages, webhook calls).
-    written: Mutex<HashMap<String, (u64, u64)>>,
+    durable: bool,
+    written: Mutex<HashMap<String, Written>>,
+    /// Today's stored rows (as of the last flush), for scrapes that must not query SQLite.
+    stored_today: Mutex<HashMap<String, DayUsage>>,
+}
+
+impl std::fmt::Debug for UsageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageStore")
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UsageStore {
+    /// Opens (or creates) `usage.sqlite3` in `dir`, creating `dir` if needed.
     pub fn open(dir: &Path) -> rusqlite::Result<Self> {
         if let Err(e) = std::fs::create_dir_all(dir) {
             return Err(rusqlite::Error::ToSqlConversionFailure(Box::new(e)));
         }
-        let db = Connection::open(dir.join("usage.sqlite3"))?;
+        let db = Connection::open(dir.join(FILE))?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.busy_timeout(Duration::from_secs(5))?;
+        Self::with(db, true)
+    }
+
+    /// A store that lives as long as this process and writes no file.
+    pub fn in_memory() -> rusqlite::Result<Self> {
+        Self::with(Connection::open_in_memory()?, false)
+    }
+
+    /// The store for a server: durable in `dir` when there is one, else in memory.
+    pub fn for_dir(dir: Option<&Path>) -> rusqlite::Result<Self> {
+        dir.map_or_else(Self::in_memory, Self::open)
+    }
+
+    fn with(db: Connection, durable: bool) -> rusqlite::Result<Self> {
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS usage (
                 app_id TEXT NOT NULL, date TEXT NOT NULL,
@@ -48,59 +83,124 @@ impl UsageStore {
                 webhook_calls INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (app_id, date))",
         )?;
-        Ok(Self {
+        let store = Self {
             db: Mutex::new(db),
+            durable,
             written: Mutex::default(),
-        })
+            stored_today: Mutex::default(),
+        };
+        store.reload_today(&today())?;
+        Ok(store)
+    }
+
+    /// True when the figures survive a restart.
+    pub fn is_durable(&self) -> bool {
+        self.durable
     }
 
     /// Adds what the metrics counted since the last flush to today's rows.
     pub fn flush(&self, metrics: &Metrics) -> rusqlite::Result<()> {
-        let date = utc_date(crate::webhooks::now_ms() / 1000);
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = db.transaction()?;
-        for (app_id, app) in metrics.apps() {
-            let now = (app.billable_messages(), app.webhook_requests.get());
-            let before = written.get(app_id).copied().unwrap_or_default();
-            let peak = app.take_peak();
-            tx.execute(
-                "INSERT INTO usage (app_id, date, messages, peak_connections, webhook_calls)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (app_id, date) DO UPDATE SET
-                   messages = messages + excluded.messages,
-                   peak_connections = MAX(peak_connections, excluded.peak_connections),
-                   webhook_calls = webhook_calls + excluded.webhook_calls",
-                params![
-                    app_id,
-                    date,
-                    now.0.saturating_sub(before.0) as i64,
-                    peak as i64,
-                    now.1.saturating_sub(before.1) as i64
-                ],
-            )?;
-            written.insert(app_id.to_owned(), now);
+        let date = today();
+        {
+            let mut written = lock(&self.written);
+            let mut db = lock(&self.db);
+            let tx = db.transaction()?;
+            for (app_id, app) in metrics.apps() {
+                let now = counted(app);
+                let before = written.get(app_id).copied().unwrap_or_default();
+                let peak = app.take_peak();
+                tx.execute(
+                    "INSERT INTO usage (app_id, date, messages, peak_connections, webhook_calls)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (app_id, date) DO UPDATE SET
+                       messages = messages + excluded.messages,
+                       peak_connections = MAX(peak_connections, excluded.peak_connections),
+                       webhook_calls = webhook_calls + excluded.webhook_calls",
+                    params![
+                        app_id,
+                        date,
+                        now.messages.saturating_sub(before.messages) as i64,
+                        peak as i64,
+                        now.webhook_calls.saturating_sub(before.webhook_calls) as i64
+                    ],
+                )?;
+                written.insert(app_id.to_owned(), now);
+            }
+            tx.commit()?;
         }
-        tx.commit()
+        self.reload_today(&date)
+    }
+
+    fn reload_today(&self, date: &str) -> rusqlite::Result<()> {
+        let rows = {
+            let db = lock(&self.db);
+            let mut statement = db.prepare(
+                "SELECT app_id, date, messages, peak_connections, webhook_calls FROM usage
+                 WHERE date = ?1",
+            )?;
+            let rows = statement.query_map(params![date], |r| Ok((r.get(0)?, day(r, 1)?)))?;
+            rows.collect::<rusqlite::Result<HashMap<String, DayUsage>>>()?
+        };
+        *lock(&self.stored_today) = rows;
+        Ok(())
+    }
+
+    /// Today's usage of `app_id` so far: what is stored plus what was counted since the last
+    /// flush. Reads memory only (scrapes and the dashboard call it).
+    pub fn today_of(&self, app_id: &str, app: &AppMetrics) -> DayUsage {
+        let date = today();
+        let stored = lock(&self.stored_today)
+            .get(app_id)
+            .filter(|row| row.date == date)
+            .cloned()
+            .unwrap_or_default();
+        let before = lock(&self.written).get(app_id).copied().unwrap_or_default();
+        let now = counted(app);
+        DayUsage {
+            messages: stored.messages + now.messages.saturating_sub(before.messages),
+            peak_connections: stored.peak_connections.max(app.peak_so_far()),
+            webhook_calls: stored.webhook_calls
+                + now.webhook_calls.saturating_sub(before.webhook_calls),
+            date,
+        }
     }
 
     /// Days of `app_id` from `from` to `to` (`YYYY-MM-DD`, inclusive).
     pub fn days(&self, app_id: &str, from: &str, to: &str) -> rusqlite::Result<Vec<DayUsage>> {
-        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let db = lock(&self.db);
         let mut statement = db.prepare(
             "SELECT date, messages, peak_connections, webhook_calls FROM usage
              WHERE app_id = ?1 AND date >= ?2 AND date <= ?3 ORDER BY date",
         )?;
-        let rows = statement.query_map(params![app_id, from, to], |r| {
-            Ok(DayUsage {
-                date: r.get(0)?,
-                messages: r.get::<_, i64>(1)? as u64,
-                peak_connections: r.get::<_, i64>(2)? as u64,
-                webhook_calls: r.get::<_, i64>(3)? as u64,
-            })
-        })?;
+        let rows = statement.query_map(params![app_id, from, to], |r| day(r, 0))?;
         rows.collect()
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn counted(app: &AppMetrics) -> Written {
+    Written {
+        messages: app.billable_messages(),
+        webhook_calls: app.webhook_requests.get(),
+    }
+}
+
+/// A `DayUsage` from the columns date, messages, peak, webhook calls starting at `first`.
+fn day(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<DayUsage> {
+    Ok(DayUsage {
+        date: row.get(first)?,
+        messages: row.get::<_, i64>(first + 1)? as u64,
+        peak_connections: row.get::<_, i64>(first + 2)? as u64,
+        webhook_calls: row.get::<_, i64>(first + 3)? as u64,
+    })
+}
+
+/// Today's date in UTC.
+pub fn today() -> String {
+    utc_date(crate::webhooks::now_ms() / 1000)
 }
 
 /// Flushes every [`EVERY`] until shutdown, then once more.
@@ -174,7 +274,7 @@ mod tests {
         app.webhook_requests.inc();
         app.note_peak(2);
         store.flush(&metrics).expect("flush");
-        let today = utc_date(crate::webhooks::now_ms() / 1000);
+        let today = today();
         let days = store.days("1", "2000-01-01", "2999-12-31").expect("days");
         assert_eq!(
             days,

@@ -86,13 +86,15 @@ pub async fn apps(State(console): State<Arc<Console>>, _: Admin) -> Json<Value> 
                 },
                 "max_connections": app.max_connections,
                 "limits": serde_json::to_value(&app.limits).unwrap_or_default(),
-                "usage": {
+                "live": {
                     "connections": connections,
                     "received": metrics.received_total(),
                     "delivered": metrics.delivered_total(),
                     "webhooks_delivered": metrics.webhooks_delivered.get(),
                     "webhooks_failed": metrics.webhooks_failed.get(),
                 },
+                "usage_today": console.usage.today_of(&app.id, metrics),
+                "usage_durable": console.usage.is_durable(),
             })
         })
         .collect();

@@ -212,17 +212,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Err(_) => Ending::Gone,
     };
     let metrics = node.metrics.app(&metrics_app.id);
-    let code = match ending {
-        Ending::Close(code, message) => {
-            if code == ErrorCode::OverCapacity.code() {
-                metrics.slow_consumers.inc();
-            }
-            close(&mut ws, code, &message).await;
-            Some(code)
-        }
+    let code = match &ending {
+        Ending::Close(code, _) => Some(*code),
         Ending::Gone => None,
     };
+    // Counted before the closing handshake (up to a second): both counters move together.
+    if code == Some(ErrorCode::OverCapacity.code()) {
+        metrics.slow_consumers.inc();
+    }
     metrics.closed(code);
+    if let Ending::Close(code, message) = ending {
+        close(&mut ws, code, &message).await;
+    }
     node.sockets.remove(socket_id.as_str());
     node.debug.record(|| {
         DebugEvent::new(&metrics_app.id, "connection_closed")

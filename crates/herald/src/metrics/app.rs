@@ -222,6 +222,12 @@ impl AppMetrics {
             .fetch_max(connections, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The peak since the last [`AppMetrics::take_peak`], without starting a new period.
+    pub fn peak_so_far(&self) -> u64 {
+        let peak = self.peak.load(std::sync::atomic::Ordering::Relaxed);
+        peak.max(self.connections.get()).max(0) as u64
+    }
+
     /// The peak since the last call; the next period starts at the current count.
     pub fn take_peak(&self) -> u64 {
         let now = self.connections.get();

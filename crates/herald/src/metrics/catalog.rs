@@ -249,6 +249,25 @@ pub const CATALOG: &[Spec] = &[
         "",
         "From a webhook event's creation to its receiver's 2xx (settle windows and retries included)",
     ),
+    // Usage, as metered for billing (also in usage.sqlite3 and the dashboard).
+    m(
+        "herald_usage_messages_today",
+        "gauge",
+        "app_id",
+        "Billable messages today (UTC) on this node: one per message delivered to a connection plus one per API publish; survives restarts when a data directory is in use",
+    ),
+    m(
+        "herald_usage_peak_connections_today",
+        "gauge",
+        "app_id",
+        "Most concurrent connections on this node today (UTC)",
+    ),
+    m(
+        "herald_usage_webhook_calls_today",
+        "gauge",
+        "app_id",
+        "Webhook requests made by this node today (UTC)",
+    ),
     // Process.
     m(
         "process_resident_memory_bytes",

@@ -8,6 +8,7 @@ pub mod catalog;
 mod cluster;
 pub mod histogram;
 pub mod process;
+mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -48,6 +49,7 @@ pub struct Metrics {
     /// For an id that is not configured (never labelled, never shown).
     detached: AppMetrics,
     cluster: Arc<OnceLock<ClusterSource>>,
+    usage: Arc<OnceLock<Arc<crate::usage::UsageStore>>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HttpHistograms,
     /// Every HTTP request, for the dashboard's history.
@@ -105,6 +107,7 @@ impl Metrics {
             apps,
             detached: AppMetrics::default(),
             cluster: Arc::default(),
+            usage: Arc::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(fast_histogram),
             http_total: Counter::default(),
@@ -201,6 +204,16 @@ impl Metrics {
         );
         registry.register_collector(Box::new(process::ProcessCollector));
         registry.register_collector(Box::new(cluster::ClusterCollector(metrics.cluster.clone())));
+        let mut apps: Vec<_> = metrics
+            .apps
+            .iter()
+            .map(|(id, app)| (id.clone(), app.clone()))
+            .collect();
+        apps.sort_by(|a, b| a.0.cmp(&b.0));
+        registry.register_collector(Box::new(usage::UsageCollector {
+            store: metrics.usage.clone(),
+            apps,
+        }));
         Self {
             registry,
             ..metrics
@@ -225,6 +238,11 @@ impl Metrics {
     /// From now on `/metrics` also shows the cluster's transport.
     pub fn attach_cluster(&self, source: ClusterSource) {
         let _ = self.cluster.set(source);
+    }
+
+    /// From now on `/metrics` also shows today's usage per app.
+    pub fn attach_usage(&self, store: Arc<crate::usage::UsageStore>) {
+        let _ = self.usage.set(store);
     }
 
     /// One HTTP request answered (`endpoint` is the route template).
@@ -274,6 +292,8 @@ mod tests {
     #[test]
     fn every_catalog_metric_is_exposed_and_nothing_else() {
         let metrics = Metrics::new(&["1"]);
+        let usage = crate::usage::UsageStore::in_memory().expect("usage");
+        metrics.attach_usage(Arc::new(usage));
         metrics.app("1").closed(Some(4100));
         metrics.http_request("/apps/{app_id}/events", 200, Duration::from_millis(3));
         let shown = families(&metrics.render());

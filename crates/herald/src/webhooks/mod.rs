@@ -25,8 +25,11 @@ pub use store::{NewEvent, Store, StoredEvent};
 /// `[webhooks]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
-    /// Where the outbox database lives.
+    /// Where the outbox database (and the usage database beside it) lives.
     pub data_dir: PathBuf,
+    /// True when the configuration names `data_dir`: usage is then kept there even when no
+    /// app has webhooks (see [`WebhookSettings::durable_dir`]).
+    pub data_dir_configured: bool,
     /// How long an event is retried before it becomes a dead letter.
     pub retry_for: Duration,
     /// Timeout of one request.
@@ -50,6 +53,7 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("herald-data"),
+            data_dir_configured: false,
             retry_for: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             removal_delay: Duration::from_secs(3),
@@ -63,6 +67,15 @@ impl Default for WebhookSettings {
             dead_letter_retention: Duration::from_secs(7 * 86_400),
             max_dead_letters: 100_000,
         }
+    }
+}
+
+impl WebhookSettings {
+    /// The directory Herald writes to, if any: `data_dir` once some app has webhooks (the
+    /// outbox needs it) or the configuration names it. Otherwise (the development default)
+    /// nothing is written, so a server started anywhere leaves no `herald-data/` behind.
+    pub fn durable_dir(&self, has_webhooks: bool) -> Option<&std::path::Path> {
+        (has_webhooks || self.data_dir_configured).then_some(self.data_dir.as_path())
     }
 }
 

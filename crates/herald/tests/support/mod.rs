@@ -55,6 +55,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<std::io::Result<()>>,
+    /// The data directory unless the configuration names one: each server has its own.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -64,7 +66,12 @@ impl TestServer {
 
     /// `toml` holds the whole configuration; `[server]` settings may be included.
     pub async fn with_config(toml: &str) -> Self {
-        let config = Config::from_toml(toml).expect("test config is valid");
+        let mut config = Config::from_toml(toml).expect("test config is valid");
+        let data_dir = (!config.webhooks.data_dir_configured).then(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            config.webhooks.data_dir = dir.path().to_owned();
+            dir
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -73,6 +80,7 @@ impl TestServer {
             addr,
             shutdown,
             task,
+            data_dir,
         }
     }
 

@@ -77,11 +77,25 @@ async function loadApps() {
     const keep = select.id === "console-app" ? '<option value="">all</option>' : "";
     const value = select.value; select.innerHTML = keep + options; select.value = value;
   });
-  $("apps-table").innerHTML = "<tr><th>app</th><th>features</th><th>limits</th><th>usage</th></tr>" +
+  $("apps-table").innerHTML = "<tr><th>app</th><th>features</th><th>limits</th><th>live (since start)</th><th>usage (UTC days)</th></tr>" +
     apps.map((a) => `<tr><td><b>${esc(a.id)}</b><br>${esc(a.key)}${a.enabled ? "" : " (disabled)"}</td>
       <td>${Object.entries(a.features).map(([k, v]) => esc(k) + ": " + esc(v)).join("<br>")}</td>
       <td><code>${esc(JSON.stringify(a.limits))}</code><br>max_connections: ${esc(a.max_connections)}</td>
-      <td>${Object.entries(a.usage).map(([k, v]) => esc(k) + ": " + esc(typeof v === "object" ? JSON.stringify(v) : v)).join("<br>")}</td></tr>`).join("");
+      <td>${Object.entries(a.live).map(([k, v]) => esc(k) + ": " + esc(v)).join("<br>")}</td>
+      <td class="usage" data-app="${esc(a.id)}">${a.usage_durable ? "" : "<small>kept in memory (no data directory in use)</small>"}</td></tr>`).join("");
+  apps.forEach((a) => loadUsage(a.id));
+}
+
+// An app's stored usage for the last 31 days, newest first.
+async function loadUsage(app) {
+  const day = (d) => new Date(Date.now() - d * 86400000).toISOString().slice(0, 10);
+  const { days } = await api(`/admin/apps/${encodeURIComponent(app)}/usage?from=${day(30)}&to=${day(0)}`);
+  const cell = document.querySelector(`td.usage[data-app="${CSS.escape(app)}"]`);
+  if (!cell) return;
+  const total = days.reduce((sum, d) => sum + d.messages, 0);
+  cell.insertAdjacentHTML("afterbegin", `<table class="days"><tr><th>day</th><th>messages</th><th>peak connections</th><th>webhook calls</th></tr>` +
+    days.slice().reverse().map((d) => `<tr><td>${esc(d.date)}</td><td>${d.messages}</td><td>${d.peak_connections}</td><td>${d.webhook_calls}</td></tr>`).join("") +
+    `<tr><th>31 days</th><th>${total}</th><th></th><th>${days.reduce((sum, d) => sum + d.webhook_calls, 0)}</th></tr></table>`);
 }
 
 $("channels-load").onclick = async () => {
