@@ -175,3 +175,16 @@ async fn metrics_move_to_a_port_of_their_own_or_turn_off() {
     assert_eq!(response.status(), 404);
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test]
+async fn a_client_that_vanishes_without_a_close_frame_counts_as_gone_not_as_a_violation() {
+    let server = TestServer::start().await;
+    drop(server.client().await);
+    let gone = r#"herald_connections_closed_total{app_id="1",code="client"}"#;
+    eventually(|| async { scrape(server.addr).await.value(gone) == Some(1.0) }).await;
+    let metrics = scrape(server.addr).await;
+    assert_eq!(
+        metrics.value(r#"herald_connections_closed_total{code="1002"}"#),
+        None
+    );
+}

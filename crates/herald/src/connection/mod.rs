@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -334,6 +335,8 @@ where
 fn violation(error: WsError) -> Ending {
     match error {
         WsError::Capacity(e) => Ending::Close(CLOSE_TOO_BIG, format!("Frame too large: {e}")),
+        // The client vanished without a closing handshake: it went away, it broke no rule.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Gone,
         WsError::Protocol(e) => Ending::Close(CLOSE_PROTOCOL_ERROR, format!("Protocol error: {e}")),
         WsError::Utf8(_) => {
             Ending::Close(CLOSE_INVALID_DATA, "Text frame is not valid UTF-8".into())
