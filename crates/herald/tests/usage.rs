@@ -31,11 +31,9 @@ async fn today(server: &TestServer) -> Value {
 async fn traffic(server: &TestServer) {
     let mut client = server.client().await;
     client.subscribe("metered").await;
+    let api = server.api();
     for i in 0..3 {
-        server
-            .api()
-            .trigger(&["metered"], "tick", &i.to_string())
-            .await;
+        api.trigger(&["metered"], "tick", &i.to_string()).await;
         client.expect("tick").await;
     }
 }
