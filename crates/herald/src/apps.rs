@@ -30,7 +30,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Per-app limits, Pusher's defaults (spec §7).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default)]
 pub struct Limits {
     pub max_channel_name_length: usize,
@@ -209,6 +209,8 @@ impl WebhookTarget {
 pub trait AppStore: Send + Sync + 'static {
     fn find_by_key(&self, key: &str) -> Option<Arc<App>>;
     fn find_by_id(&self, id: &str) -> Option<Arc<App>>;
+    /// Every app, by id (for the dashboard).
+    fn all(&self) -> Vec<Arc<App>>;
 }
 
 /// Apps from the configuration, indexed by key and by id.
@@ -235,6 +237,12 @@ impl AppStore for ConfigAppStore {
 
     fn find_by_id(&self, id: &str) -> Option<Arc<App>> {
         self.by_id.get(id).cloned()
+    }
+
+    fn all(&self) -> Vec<Arc<App>> {
+        let mut apps: Vec<Arc<App>> = self.by_id.values().cloned().collect();
+        apps.sort_by(|a, b| a.id.cmp(&b.id));
+        apps
     }
 }
 

@@ -15,6 +15,9 @@ use crate::webhooks::WebhookSettings;
 mod cluster;
 mod edge;
 mod keys;
+mod ops;
+
+pub use ops::{AdminConfig, LogConfig, LogFormat, MetricsConfig};
 
 /// The built-in development app's credentials.
 pub const DEV_APP_ID: &str = "1";
@@ -29,6 +32,9 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// `None`: one node on its own (`driver = "local"`).
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[server]`.
@@ -101,12 +107,15 @@ struct FileConfig {
     apps: Vec<App>,
     webhooks: FileWebhooks,
     cluster: cluster::FileCluster,
+    metrics: ops::FileMetrics,
+    log: ops::FileLog,
+    admin: ops::FileAdmin,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 struct FileWebhooks {
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     retry_for: i64,
     timeout: i64,
     removal_delay_ms: i64,
@@ -121,7 +130,7 @@ impl Default for FileWebhooks {
     fn default() -> Self {
         let d = WebhookSettings::default();
         Self {
-            data_dir: d.data_dir,
+            data_dir: None,
             retry_for: d.retry_for.as_secs() as i64,
             timeout: d.timeout.as_secs() as i64,
             removal_delay_ms: d.removal_delay.as_millis() as i64,
@@ -211,6 +220,10 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `HERALD_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+    /// `--log-format` / `HERALD_LOG_FORMAT`.
+    pub log_format: Option<String>,
+    /// `HERALD_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
 }
 
 /// Every problem found, one per line.
@@ -282,7 +295,8 @@ pub fn dev_app() -> App {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// `localhost` or a loopback IP address.
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -339,6 +353,9 @@ fn known_settings(table: &str) -> &'static [&'static str] {
         "server.tls" => keys::fields_of::<edge::FileTls>(),
         "webhooks" => keys::fields_of::<FileWebhooks>(),
         "cluster" => keys::fields_of::<cluster::FileCluster>(),
+        "metrics" => keys::fields_of::<ops::FileMetrics>(),
+        "log" => keys::fields_of::<ops::FileLog>(),
+        "admin" => keys::fields_of::<ops::FileAdmin>(),
         "apps[]" => keys::fields_of::<App>(),
         "apps[].limits" => keys::fields_of::<Limits>(),
         "apps[].webhooks[]" => keys::fields_of::<WebhookTarget>(),
@@ -439,11 +456,17 @@ fn merge(file: FileConfig, overrides: &Overrides, problems: &mut Vec<String>) ->
         None => file.apps,
     };
     let cluster = cluster::merge(file.cluster, overrides, problems);
+    let metrics = ops::metrics(file.metrics, &server, problems);
+    let log = ops::log(file.log, overrides.log_format.as_deref(), problems);
+    let admin = ops::admin(file.admin, overrides.admin_token.as_deref(), problems);
     Config {
         server,
         apps,
         webhooks,
         cluster,
+        metrics,
+        log,
+        admin,
     }
 }
 
@@ -452,7 +475,10 @@ fn webhook_settings(w: FileWebhooks, problems: &mut Vec<String>) -> WebhookSetti
         ranged(&format!("webhooks.{name}"), value, min, max, problems)
     };
     WebhookSettings {
-        data_dir: w.data_dir,
+        data_dir_configured: w.data_dir.is_some(),
+        data_dir: w
+            .data_dir
+            .unwrap_or_else(|| WebhookSettings::default().data_dir),
         retry_for: Duration::from_secs(ranged("retry_for", w.retry_for, 1, 7 * 86_400)),
         timeout: Duration::from_secs(ranged("timeout", w.timeout, 1, 300)),
         removal_delay: Duration::from_millis(ranged(
@@ -680,6 +706,8 @@ mod tests {
         assert!(config.apps[0].webhooks.is_empty());
         assert_eq!(config.server, ServerConfig::default());
         assert_eq!(config.webhooks, WebhookSettings::default());
+        assert_eq!(config.metrics, MetricsConfig::default());
+        assert_eq!(config.log, LogConfig::default());
 
         // With the documented [[apps.webhooks]] block uncommented (one leading "#" off each
         // line to the end of the file), every documented setting parses.
@@ -722,6 +750,51 @@ mod tests {
         );
         assert!(
             text.contains("webhooks.max_pending must be between"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metrics_and_log_sections_are_read_and_checked() {
+        let config = Config::from_toml(
+            "[metrics]\nport = 9100\n[log]\nlevel = \"herald=debug,info\"\nformat = \"json\"\n",
+        )
+        .expect("valid");
+        assert_eq!(config.metrics.listen, Some(("127.0.0.1".into(), 9100)));
+        assert_eq!(config.log.format, LogFormat::Json);
+        let off = Config::from_toml("[metrics]\nenabled = false\nport = 9100\n").expect("valid");
+        assert!(!off.metrics.enabled && off.metrics.listen.is_none());
+        let text = Config::from_toml(
+            "[metrics]\nhost = \"0.0.0.0\"\nprot = 1\n[log]\nlevel = \"loud[\"\nformat = \"xml\"\n",
+        )
+        .expect_err("invalid")
+        .to_string();
+        for needle in [
+            "metrics.host needs metrics.port",
+            "unknown setting `metrics.prot` (did you mean `port`?)",
+            "log.level must be a level",
+            "log.format must be \"pretty\" or \"json\", got \"xml\"",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        let short = Config::from_toml("[admin]\ntoken = \"short\"\n").expect_err("too short");
+        assert!(short.to_string().contains("at least 16"), "{short}");
+        let admin = Config::from_toml("[admin]\ntoken = \"0123456789abcdef\"\n").expect("valid");
+        assert!(
+            !format!("{admin:?}").contains("0123456789abcdef"),
+            "Debug hides the token"
+        );
+        let text = Config::from_toml("[metrics]\nport = 6001\n")
+            .expect_err("the main port")
+            .to_string();
+        assert!(text.contains("leave it 0"), "{text}");
+        let overrides = Overrides {
+            log_format: Some("yaml".into()),
+            ..Overrides::default()
+        };
+        let text = Config::load(&overrides).expect_err("invalid").to_string();
+        assert!(
+            text.contains("--log-format / HERALD_LOG_FORMAT must be"),
             "{text}"
         );
     }

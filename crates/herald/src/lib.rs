@@ -14,17 +14,20 @@
 //! - [`webhooks`]: the durable webhook outbox and its sender.
 //! - [`metrics`]: counters, served at `/metrics`.
 
+pub mod admin;
 pub mod api;
 pub mod apps;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod debug;
 pub mod edge;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
+pub mod usage;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -56,15 +59,25 @@ pub async fn run(
         None => None,
     };
     let has_webhooks = config.apps.iter().any(|app| !app.webhooks.is_empty());
+    let app_ids: Vec<&str> = config.apps.iter().map(|app| app.id.as_str()).collect();
+    let metrics = Arc::new(Metrics::new(&app_ids));
+    let debug = Arc::new(debug::Tap::new());
     let apps: Arc<dyn AppStore> = Arc::new(ConfigAppStore::new(config.apps));
     let grace = Duration::from_secs(config.server.shutdown_grace);
     let removal_delay = config.webhooks.removal_delay;
-    let metrics = Arc::new(Metrics::default());
+    // Usage goes where the webhook outbox goes; without a data directory in use, in memory.
+    let usage_dir = config.webhooks.durable_dir(has_webhooks);
+    let usage = usage::UsageStore::for_dir(usage_dir)
+        .map(Arc::new)
+        .map_err(|e| std::io::Error::other(format!("usage store: {e}")))?;
+    metrics.attach_usage(usage.clone());
+    let usage_task = tokio::spawn(usage::run(usage.clone(), metrics.clone(), shutdown.clone()));
     let webhooks = if has_webhooks {
         let started = Webhooks::start(
             config.webhooks,
             apps.clone(),
             metrics.clone(),
+            debug.clone(),
             shutdown.clone(),
         );
         Some(started.map_err(|e| std::io::Error::other(format!("webhook outbox: {e}")))?)
@@ -82,6 +95,7 @@ pub async fn run(
         webhooks,
         metrics.clone(),
         draining.clone(),
+        debug,
     );
     let mut inbound = None;
     if let Some(settings) = &config.cluster {
@@ -89,6 +103,7 @@ pub async fn run(
             cluster::start(settings, removal_delay, &transport_stop, &transport_tasks)
                 .await
                 .map_err(|e| std::io::Error::other(format!("cluster: {e}")))?;
+        metrics.attach_cluster(cluster.clone());
         node = node.with_cluster(cluster);
         inbound = Some(received);
     }
@@ -102,7 +117,30 @@ pub async fn run(
         let watch = listener::tls::watch(tls.clone(), metrics.clone(), shutdown.clone());
         tokio::spawn(watch);
     }
-    let router = api::router(node.clone());
+    let own_port = config.metrics.listen.is_some();
+    if let Some((host, port)) = &config.metrics.listen {
+        let bound = tokio::net::TcpListener::bind((host.as_str(), *port))
+            .await
+            .map_err(|e| std::io::Error::other(format!("metrics listener {host}:{port}: {e}")))?;
+        tracing::info!(address = %bound.local_addr()?, "serving /metrics");
+        let router = api::metrics_router(node.clone());
+        let (server, metrics, shutdown) =
+            (config.server.clone(), metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            listener::serve(bound, router, &server, None, metrics, shutdown).await;
+        });
+    }
+    let mut router = api::router(node.clone(), config.metrics.enabled && !own_port);
+    let loopback = config::is_loopback(&config.server.host);
+    if let Some(admin) = admin::router(
+        node.clone(),
+        usage,
+        config.admin.token.as_ref(),
+        loopback,
+        shutdown.clone(),
+    ) {
+        router = router.merge(admin);
+    }
     let http = listener::serve(listener, router, &config.server, tls, metrics, shutdown).await;
     // HTTP connections and WebSocket tasks drain together, against one deadline.
     let deadline = tokio::time::Instant::now() + grace;
@@ -123,6 +161,7 @@ pub async fn run(
     {
         tracing::warn!("webhook events of closing connections were not all stored in time");
     }
+    let _ = tokio::time::timeout(FLUSH_BOUND, usage_task).await;
     transport_stop.cancel();
     transport_tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(1), transport_tasks.wait()).await;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use herald::config::{Config, Overrides};
+use herald::config::{Config, LogConfig, LogFormat, Overrides};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inspect and replay webhooks that ran out of retries (dead letters).
     Webhooks {
         #[command(subcommand)]
@@ -93,6 +93,9 @@ struct ServeArgs {
     /// TLS private key (PEM) of --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Log lines as `pretty` text or `json` objects (default: [log] format, else pretty).
+    #[arg(long, env = "HERALD_LOG_FORMAT")]
+    log_format: Option<String>,
 }
 
 /// The command line: the configuration file, the serving flags and the webhook command, if
@@ -103,6 +106,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Some(Command::Serve(args)) => {
+            let args = *args;
             let top = cli.serve;
             let merged = ServeArgs {
                 host: args.host.or(top.host),
@@ -116,6 +120,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 start_degraded: args.start_degraded || top.start_degraded,
                 tls_cert: args.tls_cert.or(top.tls_cert),
                 tls_key: args.tls_key.or(top.tls_key),
+                log_format: args.log_format.or(top.log_format),
             };
             (cli.config, merged, None)
         }
@@ -132,6 +137,7 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
                 "start_degraded",
                 "tls_cert",
                 "tls_key",
+                "log_format",
             ]
             .iter()
             .any(|id| matches.value_source(id) == Some(ValueSource::CommandLine));
@@ -151,7 +157,6 @@ fn parse() -> (Option<PathBuf>, ServeArgs, Option<WebhookAction>) {
 
 fn main() -> ExitCode {
     let (config, args, webhook_action) = parse();
-    init_tracing();
     let overrides = Overrides {
         config,
         host: args.host,
@@ -167,11 +172,16 @@ fn main() -> ExitCode {
         start_degraded: args.start_degraded,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        log_format: args.log_format,
+        admin_token: std::env::var("HERALD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     let config = match Config::load(&overrides) {
         Ok(config) => config,
         Err(errors) => return fail(&errors.to_string()),
     };
+    init_tracing(&config.log);
     if let Some(action) = webhook_action {
         return match dead_letters::run(&config.webhooks.data_dir, action) {
             Ok(()) => ExitCode::SUCCESS,
@@ -262,17 +272,22 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-fn init_tracing() {
+/// `RUST_LOG`, when set, wins over `[log] level`.
+fn init_tracing(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Pretty => {
+            // Colours only on a terminal, and never when NO_COLOR is set (no-color.org).
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+            builder.with_ansi(ansi).init();
+        }
+    }
 }
 
 #[allow(clippy::print_stderr)]

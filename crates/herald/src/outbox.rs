@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use herald_protocol::ErrorCode;
@@ -12,14 +13,39 @@ use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded text frame, shared by every recipient: cloning is a reference-count bump.
-/// Its text is known to be UTF-8, so the WebSocket layer never validates it again.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame(Utf8Bytes);
+/// Its text is known to be UTF-8, so the WebSocket layer never validates it again. An event
+/// carries the instant it was published (one clock read per event, not per recipient), so
+/// the writer can measure delivery latency without any per-delivery allocation.
+#[derive(Clone, Debug)]
+pub struct Frame(Utf8Bytes, Option<Instant>);
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for Frame {}
 
 impl Frame {
     /// A frame from bytes received from elsewhere (another node); `None` unless UTF-8.
     pub fn from_utf8(bytes: Bytes) -> Option<Self> {
-        Utf8Bytes::try_from(bytes).ok().map(Self)
+        Utf8Bytes::try_from(bytes).ok().map(|text| Self(text, None))
+    }
+
+    /// The same frame, stamped now: its delivery latency is measured from here.
+    pub fn stamped(self) -> Self {
+        Self(self.0, Some(Instant::now()))
+    }
+
+    /// The same frame without a stamp (a cached event replayed later is not late).
+    pub fn unstamped(&self) -> Self {
+        Self(self.0.clone(), None)
+    }
+
+    /// When it was published, if it is a published event.
+    pub fn published(&self) -> Option<Instant> {
+        self.1
     }
 
     pub fn as_str(&self) -> &str {
@@ -47,13 +73,13 @@ impl Frame {
 
 impl From<String> for Frame {
     fn from(text: String) -> Self {
-        Self(text.into())
+        Self(text.into(), None)
     }
 }
 
 impl From<&str> for Frame {
     fn from(text: &str) -> Self {
-        Self(text.into())
+        Self(text.into(), None)
     }
 }
 
@@ -159,6 +185,11 @@ impl Outbox {
             self.0.ready.notify_one();
         }
         true
+    }
+
+    /// Frames waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.0.lock().frames.len()
     }
 
     /// Asks the connection to send `pusher:error` with this code and message, then close.

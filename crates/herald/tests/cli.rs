@@ -35,7 +35,10 @@ fn start(mut command: Command) -> (Child, u16) {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let mut reader = BufReader::new(stdout);
+    reader.read_line(&mut line).unwrap();
+    // Keep reading: a closed pipe would fail the server's next line (the dev app banner).
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     let port = line
         .trim()
         .rsplit(':')
@@ -70,6 +73,8 @@ fn help_documents_every_setting() {
         "max_messages_per_day",
         "HERALD_TLS_CERT",
         "--tls-cert",
+        "--log-format",
+        "[metrics]",
     ] {
         assert!(help.contains(setting), "--help lacks {setting}");
     }
@@ -187,6 +192,25 @@ fn the_banner_tells_the_dev_apps_real_client_event_setting_and_logs_have_no_colo
 }
 
 #[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = herald()
+        .args(["--port", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let object: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(object["level"], "WARN", "{line}");
+    assert!(object["fields"]["message"].is_string(), "{line}");
+}
+
+#[test]
 fn webhook_commands_offer_only_the_configuration_flag() {
     for args in [
         vec!["webhooks", "--help"],
@@ -263,4 +287,30 @@ fn listing_dead_letters_without_an_outbox_says_so_and_creates_nothing() {
             "{action:?} created it"
         );
     }
+}
+
+#[tokio::test]
+async fn the_development_server_writes_nothing_in_its_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = herald();
+    command.current_dir(dir.path()).args(["--port", "0"]);
+    let (mut child, port) = start(command);
+    let api = support::ApiClient {
+        base: format!("http://127.0.0.1:{port}"),
+        app_id: "1".into(),
+        key: "app-key".into(),
+        secret: "app-secret".into(),
+        http: reqwest::Client::new(),
+    };
+    let mut client = TestClient::connect(&format!("ws://127.0.0.1:{port}/app/app-key")).await;
+    client.subscribe("metered").await;
+    api.trigger(&["metered"], "tick", "1").await;
+    client.expect("tick").await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let written: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(written.is_empty(), "the dev server wrote {written:?}");
 }

@@ -37,18 +37,9 @@ async fn expect_within(
     }
 }
 
-/// An unlabelled metric of `node`.
+/// A metric of `node`, summed over its series.
 async fn node_metric(node: &TestNode, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", node.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|value| value.trim().parse().ok())
-        .unwrap_or(0.0)
+    prom::scrape(node.addr).await.value(name).unwrap_or(0.0)
 }
 
 /// Long enough for a message to cross any of the brokers here.

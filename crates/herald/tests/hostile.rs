@@ -140,10 +140,9 @@ async fn metric(to: SocketAddr, name: &str) -> u64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    support::prom::parse(&text)
+        .value(name)
+        .unwrap_or_else(|| panic!("no {name} in {text}")) as u64
 }
 
 #[tokio::test]

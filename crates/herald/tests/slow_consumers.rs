@@ -71,6 +71,9 @@ async fn flood_until_closed(server: &TestServer, channel: &str, count: u64) {
         let (status, body) = api.post("/batch_events", &json!({"batch":batch})).await;
         assert_eq!(status, 200, "{body}");
     }
+    // The same closes, by app and close code.
+    let by_code = "herald_connections_closed_total{app_id=\"1\",code=\"4100\"}";
+    assert!(metric(server, by_code).await >= count as f64);
 }
 
 /// Reads what the server sent until it closed the connection; returns the last bytes.

@@ -118,10 +118,9 @@ impl Drop for Herald {
     }
 }
 
-/// The value of an unlabelled metric, if rendered.
+/// A metric summed over its series, if rendered.
 fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    support::prom::parse(text).value(name).map(|v| v as u64)
 }
 
 fn storm_config(data_dir: &Path, url: &str, extra: &str) -> String {

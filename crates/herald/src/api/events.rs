@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::signed::{Signed, app_limited};
 use crate::apps::App;
-use crate::metrics::Metrics;
 use crate::node::{Audience, Node};
 
 /// One validated event, ready to deliver.
@@ -193,7 +192,6 @@ fn deliver(node: &Node, app: &App, event: &Event) {
             &message,
             event.except.as_ref(),
         );
-        Metrics::add(&node.metrics.api_events_published, 1);
     }
 }
 

@@ -10,8 +10,9 @@ mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -38,10 +39,9 @@ fn attributes(
     }
 }
 
-/// Every route Herald serves.
-pub fn router(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/app/{key}", get(connection::upgrade))
+/// Every route Herald serves; `/metrics` only when `with_metrics`.
+pub fn router(node: Arc<Node>, with_metrics: bool) -> Router {
+    let mut api = Router::new()
         .route("/apps/{app_id}/events", post(events::trigger))
         .route("/apps/{app_id}/batch_events", post(events::batch))
         .route("/apps/{app_id}/channels", get(channels::list))
@@ -63,10 +63,37 @@ pub fn router(node: Arc<Node>) -> Router {
             post(users::terminate_unprefixed),
         )
         .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/ready", get(ready));
+    if with_metrics {
+        api = api.route("/metrics", get(metrics));
+    }
+    api.route_layer(middleware::from_fn_with_state(node.clone(), measure))
+        // WebSocket upgrades are counted as connections, not as HTTP requests.
+        .route("/app/{key}", get(connection::upgrade))
         .fallback(fallback)
         .with_state(node)
+}
+
+/// `/metrics` alone, for a listener of its own.
+pub fn metrics_router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(node)
+}
+
+/// Counts and times each request by its route template (a bounded label set).
+async fn measure(
+    State(node): State<Arc<Node>>,
+    matched: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    node.metrics
+        .http_request(matched.as_str(), status, started.elapsed());
+    response
 }
 
 async fn health() -> &'static str {
@@ -87,15 +114,9 @@ async fn ready(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let mut text = node.metrics.render(&node.connection_counts());
-    if let Some(cluster) = &node.cluster {
-        let counts = cluster.transport().stats().counts();
-        text.push_str(&crate::metrics::render_cluster(
-            &counts,
-            cluster.peer_count(),
-        ));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let text = node.metrics.render();
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
 /// A WebSocket upgrade on any other path gets the Pusher 4005 answer; anything else 404.

@@ -71,7 +71,7 @@ fn check_ip_rate(parts: &Parts, node: &Node) -> Result<(), ApiError> {
         return Ok(());
     };
     node.edge.api_requests.check(ip).map_err(|retry_after| {
-        Metrics::add(&node.metrics.ip_api_requests_limited, 1);
+        node.metrics.ip_api_requests_limited.inc();
         tracing::debug!(%ip, "HTTP API request refused: over max_api_requests_per_second_per_ip");
         ApiError::TooManyRequests {
             message: "Too many requests from this address (max_api_requests_per_second_per_ip)"
@@ -91,7 +91,7 @@ pub(super) fn app_limited(node: &Node, limited: Limited) -> ApiError {
         } => &node.metrics.app_api_reads_limited,
         Limited::Rate { .. } | Limited::TooLarge { .. } => &node.metrics.app_api_events_limited,
     };
-    Metrics::add(counter, 1);
+    counter.inc();
     limited.into()
 }
 

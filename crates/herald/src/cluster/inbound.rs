@@ -91,17 +91,29 @@ impl Cluster {
                 seq,
                 eligible,
                 connections,
+                sent_ms,
+                watching,
                 ..
             } => {
+                let before = Self::remote_watching(&state);
+                let hop = crate::webhooks::now_ms().saturating_sub(sent_ms);
+                if sent_ms > 0 {
+                    self.latency.observe(std::time::Duration::from_millis(hop));
+                }
                 let Some(peer) = state.peers.get_mut(&from) else {
                     return Vec::new();
                 };
                 peer.eligible = eligible;
+                peer.watching = watching;
                 peer.connections = connections.into_iter().collect();
                 if peer.synced && seq > peer.seq {
                     // Changes were lost on the way: start again from a snapshot.
                     peer.synced = false;
                     self.request_snapshot(&mut state, &from, now);
+                }
+                let after = Self::remote_watching(&state);
+                if after != before {
+                    actions.push(Action::Watching(after));
                 }
             }
             Message::Leaving { .. } => {
@@ -112,6 +124,7 @@ impl Cluster {
             Message::Rejoin { to, .. } if to == state.me => self.rejoin(&mut state),
             Message::Rejoin { .. } => {}
             Message::Terminate { app, user, .. } => actions.push(Action::Terminate { app, user }),
+            Message::Debug { event, .. } => actions.push(Action::Debug(event)),
         }
         let owned = self.owned(&mut state, transitions, now);
         actions.extend(owned.into_iter().map(Action::Announce));
@@ -199,6 +212,7 @@ impl Cluster {
                 .into_iter()
                 .map(Action::Announce),
         );
+        actions.push(Action::Watching(Self::remote_watching(&state)));
         state
             .unannounced
             .retain(|_, since| now.duration_since(*since) < super::ANNOUNCE_WAIT);

@@ -65,6 +65,12 @@ pub enum Message {
         from: NodeKey,
         seq: u64,
         eligible: bool,
+        /// When it was sent (Unix milliseconds), for the hop latency metric.
+        #[serde(default)]
+        sent_ms: u64,
+        /// It has a debug console viewer (it listens on the debug topic).
+        #[serde(default)]
+        watching: bool,
         /// Open connections per app, for cluster-wide quotas.
         connections: Vec<(String, usize)>,
     },
@@ -77,6 +83,11 @@ pub enum Message {
         from: NodeKey,
         app: String,
         user: String,
+    },
+    /// Something that happened on a node, for the debug consoles of the others.
+    Debug {
+        from: NodeKey,
+        event: crate::debug::DebugEvent,
     },
 }
 
@@ -92,7 +103,8 @@ impl Message {
             | Self::Heartbeat { from, .. }
             | Self::Leaving { from }
             | Self::Rejoin { from, .. }
-            | Self::Terminate { from, .. } => from,
+            | Self::Terminate { from, .. }
+            | Self::Debug { from, .. } => from,
         }
     }
 

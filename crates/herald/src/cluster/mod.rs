@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::{Member, Refused};
+use crate::metrics::DurationHistogram;
 use crate::outbox::Frame;
 use message::{CacheMeta, Message, Target};
 use peers::{Fnv, Peers};
@@ -149,6 +150,10 @@ pub enum Action {
     Announce(Transition),
     /// Close the user's sockets on this node.
     Terminate { app: String, user: String },
+    /// Another node's debug event, for this node's console viewers.
+    Debug(crate::debug::DebugEvent),
+    /// Whether some other node has a console viewer now.
+    Watching(bool),
 }
 
 /// One node's membership in the cluster.
@@ -163,6 +168,8 @@ pub struct Cluster {
     /// the other nodes get them when it is back (they would never compute them themselves,
     /// since the owner already applied the change).
     unsent: Mutex<std::collections::VecDeque<bytes::Bytes>>,
+    /// Heartbeat hops from other nodes to this one.
+    latency: DurationHistogram,
 }
 
 struct State {
@@ -182,6 +189,8 @@ struct State {
     leaving: bool,
     /// This node's open connections per app, as last counted.
     connections: Vec<(String, usize)>,
+    /// This node has a debug console viewer.
+    watching: bool,
     /// Members in the view whose `member_added` this node has not seen yet, with when they
     /// appeared: a roster sent meanwhile leaves them out, so the subscriber's first news of
     /// them is that `member_added`, not a duplicate of its roster.
@@ -227,11 +236,13 @@ impl Cluster {
                 eligibility_told: false,
                 leaving: false,
                 connections: Vec::new(),
+                watching: false,
                 unannounced: HashMap::new(),
                 announced_early: HashMap::new(),
             }),
             topics: Mutex::default(),
             unsent: Mutex::default(),
+            latency: DurationHistogram::new(crate::metrics::histogram::FAST),
         };
         cluster.transport.subscribe(&cluster.control_topic());
         cluster.greet(&mut cluster.lock());
@@ -240,6 +251,11 @@ impl Cluster {
 
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
+    }
+
+    /// Heartbeat hop latencies seen so far.
+    pub fn latency(&self) -> &DurationHistogram {
+        &self.latency
     }
 
     pub fn timing(&self) -> Timing {
@@ -402,6 +418,42 @@ impl Cluster {
         self.owned(&mut state, transitions, Instant::now())
     }
 
+    fn debug_topic(&self) -> String {
+        format!("{}.dbg", self.prefix)
+    }
+
+    /// This node's console has a viewer, or no longer has one: listen on the debug topic
+    /// accordingly, and tell the others at once (they forward their events only meanwhile).
+    pub fn set_watching(&self, watching: bool) {
+        let mut state = self.lock();
+        if state.watching == watching {
+            return;
+        }
+        state.watching = watching;
+        if watching {
+            self.transport.subscribe(&self.debug_topic());
+        } else {
+            self.transport.unsubscribe(&self.debug_topic());
+        }
+        let heartbeat = self.heartbeat(&state, Instant::now());
+        self.send(&heartbeat, &[]);
+    }
+
+    /// Sends a debug event to the nodes whose console has a viewer.
+    pub fn forward_debug(&self, event: &crate::debug::DebugEvent) {
+        let message = Message::Debug {
+            from: self.me(),
+            event: event.clone(),
+        };
+        self.transport
+            .publish(&self.debug_topic(), message.encode(&[]));
+    }
+
+    /// Whether any other node has a console viewer.
+    fn remote_watching(state: &State) -> bool {
+        state.peers.iter().any(|peer| peer.watching)
+    }
+
     /// Closes the user's sockets on the other nodes.
     pub fn terminate(&self, app: &str, user: &str) {
         let message = Message::Terminate {
@@ -519,6 +571,8 @@ impl Cluster {
             from: state.me.clone(),
             seq: state.seq,
             eligible: self.is_eligible(state, now) && !state.leaving,
+            sent_ms: crate::webhooks::now_ms(),
+            watching: state.watching,
             connections: state.connections.clone(),
         }
     }

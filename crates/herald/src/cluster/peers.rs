@@ -28,6 +28,8 @@ pub struct Peer {
     pub leaving_until: Option<Instant>,
     /// When a snapshot was last asked of it.
     pub requested_at: Option<Instant>,
+    /// It has a debug console viewer: it wants every node's debug events.
+    pub watching: bool,
 }
 
 /// What to do about a message's sender.
@@ -145,6 +147,7 @@ impl Peer {
             connections: HashMap::new(),
             leaving_until: None,
             requested_at: None,
+            watching: false,
         }
     }
 }

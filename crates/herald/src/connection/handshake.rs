@@ -8,7 +8,6 @@ use herald_protocol::auth::parse_query;
 
 use crate::apps::App;
 use crate::edge::NodeSlot;
-use crate::metrics::Metrics;
 use crate::node::{ConnectionPermit, Node};
 
 /// Protocol versions Herald speaks; a missing `protocol` means 7.
@@ -27,7 +26,7 @@ pub struct Admitted {
 pub fn check(node: &Arc<Node>, key: Option<&str>, query: &str) -> Result<Admitted, ErrorCode> {
     let key = key.ok_or(ErrorCode::PathNotFound)?;
     let slot = node.edge.capacity.admit().map_err(|reason| {
-        Metrics::add(&node.metrics.capacity_refused, 1);
+        node.metrics.capacity_refused.inc();
         tracing::debug!(reason, "WebSocket refused with 4100");
         ErrorCode::OverCapacity
     })?;

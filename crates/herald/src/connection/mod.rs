@@ -22,14 +22,17 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use crate::metrics::Metrics;
+use crate::debug::DebugEvent;
+use crate::metrics::DurationHistogram;
 use crate::node::Node;
+use crate::node::sockets::SocketEntry;
 use crate::outbox::{self, Kick, OutboxReceiver, Ready};
 use handshake::Admitted;
 use liveness::{Check, Liveness};
@@ -59,6 +62,10 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         .map(str::to_owned);
     let query = request.uri().query().unwrap_or_default().to_owned();
     let too_fast = over_ip_rate(&node, &request);
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = socket_config(&node);
     let task_node = node.clone();
@@ -75,11 +82,12 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         };
         match checked {
             // A task of its own: the live connection does not carry the upgrade's state.
-            Ok(admitted) => drop(
-                task_node
-                    .tasks
-                    .spawn(serve(ws, task_node.clone(), admitted)),
-            ),
+            Ok(admitted) => drop(task_node.tasks.spawn(serve(
+                ws,
+                task_node.clone(),
+                admitted,
+                remote,
+            ))),
             Err(code) => refuse(ws, code).await,
         }
     });
@@ -99,7 +107,7 @@ fn over_ip_rate(node: &Node, request: &Request) -> bool {
     };
     let limited = node.edge.connections.check(ip).is_err();
     if limited {
-        Metrics::add(&node.metrics.ip_connections_limited, 1);
+        node.metrics.ip_connections_limited.inc();
         tracing::debug!(%ip, "WebSocket refused: over max_connections_per_second_per_ip");
     }
     limited
@@ -185,30 +193,63 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     node: Arc<Node>,
     admitted: Admitted,
+    remote: Option<std::net::SocketAddr>,
 ) {
     let Admitted { app, permit, slot } = admitted;
     let (outbox, receiver) = outbox::bounded(outbox::Limits {
         frames: node.server.outbox_capacity,
         bytes: node.server.max_outbox_bytes,
     });
-    let session = Session::new(node.clone(), app, new_socket_id(), outbox);
+    let metrics_app = app.clone();
+    let socket_id = new_socket_id();
+    node.sockets.add(
+        socket_id.as_str(),
+        SocketEntry {
+            app_id: app.id.clone(),
+            remote,
+            opened: std::time::SystemTime::now(),
+            user: None,
+            outbox: outbox.clone(),
+        },
+    );
+    node.debug.record(|| {
+        let event = DebugEvent::new(&app.id, "connection_opened").socket(&socket_id);
+        match remote {
+            Some(remote) => event.detail(remote.to_string()),
+            None => event,
+        }
+    });
+    let session = Session::new(node.clone(), app, socket_id.clone(), outbox);
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
         activity_timeout: node.server.activity_timeout,
     };
     // connection_established goes out before any inbound frame is read (spec §1.3).
-    Metrics::add(&node.metrics.connections_opened, 1);
+    // Looked up again at the end rather than held: an idle connection stays small.
+    node.metrics.app(&metrics_app.id).opened.inc();
     let ending = match ws.send(Message::Text(established.encode().into())).await {
         Ok(()) => run(&mut ws, &node, session, &receiver).await,
         Err(_) => Ending::Gone,
     };
+    let metrics = node.metrics.app(&metrics_app.id);
+    let code = match &ending {
+        Ending::Close(code, _) => Some(*code),
+        Ending::Gone => None,
+    };
+    // Counted before the closing handshake (up to a second): both counters move together.
+    if code == Some(ErrorCode::OverCapacity.code()) {
+        metrics.slow_consumers.inc();
+    }
+    metrics.closed(code);
     if let Ending::Close(code, message) = ending {
-        if code == ErrorCode::OverCapacity.code() {
-            Metrics::add(&node.metrics.slow_consumers_closed, 1);
-        }
         close(&mut ws, code, &message).await;
     }
-    Metrics::add(&node.metrics.connections_closed, 1);
+    node.sockets.remove(socket_id.as_str());
+    node.debug.record(|| {
+        DebugEvent::new(&metrics_app.id, "connection_closed")
+            .socket(&socket_id)
+            .detail(crate::metrics::close_code_label(code))
+    });
     drop(permit);
     drop(slot);
 }
@@ -248,7 +289,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             ready = outbox.ready() => match ready {
                 Ready::Kicked(kick) => break kicked(kick),
                 Ready::Frames => {
-                    let written = write_batch(ws, outbox);
+                    let written = write_batch(ws, outbox, &node.metrics.delivery_latency);
                     if let Err(ending) = guarded(written, outbox, shutdown.as_mut(), write_timeout).await {
                         break ending;
                     }
@@ -314,6 +355,8 @@ where
 fn violation(error: WsError) -> Ending {
     match error {
         WsError::Capacity(e) => Ending::Close(CLOSE_TOO_BIG, format!("Frame too large: {e}")),
+        // The client vanished without a closing handshake: it went away, it broke no rule.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Ending::Gone,
         WsError::Protocol(e) => Ending::Close(CLOSE_PROTOCOL_ERROR, format!("Protocol error: {e}")),
         WsError::Utf8(_) => {
             Ending::Close(CLOSE_INVALID_DATA, "Text frame is not valid UTF-8".into())
@@ -331,16 +374,30 @@ fn kicked((code, message): Kick) -> Ending {
     Ending::Close(code.code(), message)
 }
 
-/// Writes what is queued (up to a batch), then flushes once.
+/// Writes what is queued (up to a batch), then flushes once; the events' delivery latency
+/// is observed after the flush, with one clock read per batch.
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     outbox: &OutboxReceiver,
+    latency: &DurationHistogram,
 ) -> Result<(), WsError> {
-    for _ in 0..MAX_BATCH {
+    let mut published = [None; MAX_BATCH];
+    for stamp in &mut published {
         match outbox.pop() {
-            Some(frame) => ws.feed(Message::Text(frame.into_text())).await?,
+            Some(frame) => {
+                *stamp = frame.published();
+                ws.feed(Message::Text(frame.into_text())).await?;
+            }
             None => break,
         }
     }
-    ws.flush().await
+    ws.flush().await?;
+    let mut stamps = published.iter().flatten().peekable();
+    if stamps.peek().is_some() {
+        let now = std::time::Instant::now();
+        for at in stamps {
+            latency.observe(now.saturating_duration_since(*at));
+        }
+    }
+    Ok(())
 }

@@ -333,6 +333,37 @@ impl Hub {
 }
 
 impl Hub {
+    /// The local subscribers of a channel (for the dashboard).
+    pub fn subscribers(&self, app: &str, channel: &ChannelName) -> Vec<String> {
+        let key = key(app, channel);
+        let shard = self.shard(&key);
+        let mut ids: Vec<String> = shard
+            .channels
+            .get(&key)
+            .map(|entry| entry.subscribers.keys().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The channels a socket is subscribed to (for the dashboard: walks every shard).
+    pub fn channels_of(&self, app: &str, socket: &SocketId) -> Vec<String> {
+        let mut found = Vec::new();
+        for shard in self.shards.each() {
+            found.extend(
+                shard
+                    .channels
+                    .iter()
+                    .filter(|(key, entry)| {
+                        &*key.app == app && entry.subscribers.contains_key(socket)
+                    })
+                    .map(|(key, _)| key.channel.to_string()),
+            );
+        }
+        found.sort();
+        found
+    }
+
     /// Keeps an HTTP-triggered event of a cache channel for `ttl` (spec §3.8).
     pub fn remember(&self, app: &str, channel: &ChannelName, cached: CachedEvent) {
         let key = key(app, channel);

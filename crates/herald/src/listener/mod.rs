@@ -163,7 +163,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, slot: PendingSlot, sh
             if first != TLS_HANDSHAKE {
                 // 0: the client left without a byte.
                 if first != 0 {
-                    Metrics::add(&shared.metrics.tls_handshake_failures, 1);
+                    shared.metrics.tls_handshake_failures.inc();
                     tracing::debug!(%remote, "plain text on the TLS port");
                     let _ = stream.try_write(NOT_TLS);
                 }
@@ -189,7 +189,7 @@ async fn handshake(
         accepted = accept => match accepted {
             Ok(Ok(stream)) => Some(stream),
             Ok(Err(error)) => {
-                Metrics::add(&shared.metrics.tls_handshake_failures, 1);
+                shared.metrics.tls_handshake_failures.inc();
                 tracing::debug!(%remote, %error, "TLS handshake failed");
                 None
             }

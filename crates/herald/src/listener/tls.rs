@@ -161,11 +161,11 @@ pub async fn watch(tls: Arc<Tls>, metrics: Arc<Metrics>, shutdown: CancellationT
         seen = stamp(&tls.settings);
         match tls.reload() {
             Ok(()) => {
-                Metrics::add(&metrics.tls_reloads, 1);
+                metrics.tls_reloads.inc();
                 tracing::info!(cert = %tls.settings.cert.display(), "TLS certificate reloaded ({why}); new connections use it");
             }
             Err(reason) => {
-                Metrics::add(&metrics.tls_reload_failures, 1);
+                metrics.tls_reload_failures.inc();
                 tracing::warn!(
                     "TLS certificate not reloaded ({why}), keeping the current one: {reason}"
                 );

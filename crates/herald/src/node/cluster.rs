@@ -35,7 +35,10 @@ impl Node {
                     let state = *link.borrow_and_update();
                     cluster.link_changed(state);
                 }
-                _ = ticks.tick() => self.act(cluster.tick(self.connection_counts())),
+                _ = ticks.tick() => {
+                    cluster.set_watching(self.debug.viewers() > 0);
+                    self.act(cluster.tick(self.connection_counts()));
+                }
             }
         }
     }
@@ -50,8 +53,9 @@ impl Node {
                     except,
                     cache,
                     member_added,
-                } => match target {
-                    Target::Channel(name) => {
+                } => match (target, frame.stamped()) {
+                    // Delivery latency on this node counts from the event's arrival.
+                    (Target::Channel(name), frame) => {
                         let Ok(channel) = ChannelName::parse(&name, usize::MAX) else {
                             continue;
                         };
@@ -62,7 +66,7 @@ impl Node {
                         let audience = Audience::Channel(&channel);
                         self.deliver(&app, audience, &frame, except.as_ref(), added);
                     }
-                    Target::Watchers(user) => {
+                    (Target::Watchers(user), frame) => {
                         self.deliver(&app, Audience::Watchers(&user), &frame, None, None);
                     }
                 },
@@ -75,6 +79,8 @@ impl Node {
                 Action::Terminate { app, user } => {
                     self.terminate_here(&app, &user);
                 }
+                Action::Debug(event) => self.debug.relay(event),
+                Action::Watching(watching) => self.debug.set_remote_watching(watching),
             }
         }
     }

@@ -9,7 +9,8 @@ use super::{Audience, Node};
 use crate::apps::App;
 use crate::cluster::Listening;
 use crate::cluster::view::{Change, Transition};
-use crate::hub::{Member, Refused, Subscription};
+use crate::debug::DebugEvent;
+use crate::hub::{Member, Refused, Subscribed, Subscription, Unsubscribed};
 use crate::outbox::Outbox;
 use crate::webhooks::WebhookEvent;
 
@@ -65,6 +66,7 @@ impl Node {
                 .as_ref()
                 .map(|f| f as &crate::hub::RosterFn<'_>),
         })?;
+        self.count_join(app, channel, &change, socket);
         let name = channel.as_str();
         if change.cache_miss {
             self.webhook(
@@ -120,6 +122,7 @@ impl Node {
         let Some(change) = self.hub.unsubscribe(&app.id, channel, socket, user_id) else {
             return;
         };
+        self.count_leave(app, channel, &change, socket);
         let name = channel.as_str();
         let key = || (app.id.clone(), name.to_owned());
         let Some(cluster) = &self.cluster else {
@@ -149,6 +152,37 @@ impl Node {
             user: user_id.map(str::to_owned),
         });
         self.announce_all(app, transitions);
+    }
+
+    /// This node's subscription, channel and member gauges.
+    fn count_join(&self, app: &App, channel: &ChannelName, change: &Subscribed, socket: &SocketId) {
+        self.debug.record(|| {
+            DebugEvent::new(&app.id, "subscribed")
+                .channel(channel.as_str())
+                .socket(socket)
+        });
+        let metrics = self.metrics.app(&app.id);
+        metrics.subscription(channel.kind(), 1);
+        metrics.occupied.inc_by(i64::from(change.occupied));
+        metrics.members.inc_by(i64::from(change.member_added));
+    }
+
+    fn count_leave(
+        &self,
+        app: &App,
+        channel: &ChannelName,
+        change: &Unsubscribed,
+        socket: &SocketId,
+    ) {
+        self.debug.record(|| {
+            DebugEvent::new(&app.id, "unsubscribed")
+                .channel(channel.as_str())
+                .socket(socket)
+        });
+        let metrics = self.metrics.app(&app.id);
+        metrics.subscription(channel.kind(), -1);
+        metrics.occupied.dec_by(i64::from(change.vacated));
+        metrics.members.dec_by(i64::from(change.member_removed));
     }
 
     pub(super) fn announce_all(&self, app: &App, transitions: Vec<Transition>) {

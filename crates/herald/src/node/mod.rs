@@ -7,6 +7,7 @@ mod cluster;
 mod membership;
 mod publish;
 mod reads;
+pub mod sockets;
 mod users;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::apps::{App, AppStore};
 use crate::cluster::Cluster;
 use crate::config::ServerConfig;
+use crate::debug::Tap;
 use crate::edge::Edge;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -42,6 +44,10 @@ pub struct Node {
     connections: Mutex<HashMap<String, usize>>,
     /// Per-IP and per-app rates, the daily quota and the node's ceilings.
     pub edge: Edge,
+    /// The debug console's feed.
+    pub debug: Arc<Tap>,
+    /// Live connections by socket id, for the connection inspector.
+    pub sockets: sockets::Sockets,
 }
 
 impl Node {
@@ -51,6 +57,7 @@ impl Node {
         webhooks: Option<Webhooks>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        debug: Arc<Tap>,
     ) -> Self {
         Self {
             edge: Edge::new(&server.edge),
@@ -63,11 +70,17 @@ impl Node {
             metrics,
             cluster: None,
             connections: Mutex::default(),
+            debug,
+            sockets: sockets::Sockets::default(),
         }
     }
 
     /// The same node, one of a cluster.
     pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.debug.set_node(&cluster.me().id);
+        let forwarder = cluster.clone();
+        self.debug
+            .set_forward(Box::new(move |event| forwarder.forward_debug(event)));
         self.cluster = Some(cluster);
         self
     }
@@ -109,6 +122,9 @@ impl Node {
             return None;
         }
         *count += 1;
+        let metrics = self.metrics.app(&app.id);
+        metrics.connections.inc();
+        metrics.note_peak(metrics.connections.get());
         Some(ConnectionPermit {
             node: self.clone(),
             app: app.clone(),
@@ -154,5 +170,6 @@ impl Drop for ConnectionPermit {
         if let Some(count) = counts.get_mut(&self.app.id) {
             *count = count.saturating_sub(1);
         }
+        self.node.metrics.app(&self.app.id).connections.dec();
     }
 }

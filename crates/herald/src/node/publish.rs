@@ -10,8 +10,9 @@ use super::Node;
 use crate::apps::App;
 use crate::cluster::Forward;
 use crate::cluster::message::{CacheMeta, Target};
+use crate::debug::DebugEvent;
 use crate::hub::CachedEvent;
-use crate::metrics::Metrics;
+use crate::metrics::MessageKind;
 use crate::outbox::Frame;
 
 /// Who an event is for.
@@ -34,7 +35,12 @@ impl Node {
         message: &ServerMessage<'_>,
         except: Option<&SocketId>,
     ) -> usize {
-        let frame = Frame::from(message.encode());
+        self.debug
+            .record(|| debug_event(app, audience, message, except));
+        let frame = Frame::from(message.encode()).stamped();
+        self.metrics
+            .app(&app.id)
+            .received(MessageKind::of_frame(&frame), frame.len());
         let mut cache = None;
         if let (Audience::Channel(channel), ServerMessage::ChannelEvent { event, data, .. }) =
             (audience, message)
@@ -79,7 +85,7 @@ impl Node {
         meta: &CacheMeta,
     ) {
         let ttl = Duration::from_secs(meta.ttl);
-        let cached = CachedEvent::new(frame.clone(), &meta.event, &meta.data, ttl);
+        let cached = CachedEvent::new(frame.unstamped(), &meta.event, &meta.data, ttl);
         self.hub.remember(app_id, channel, cached);
     }
 
@@ -106,9 +112,45 @@ impl Node {
             },
             Audience::Watchers(user_id) => self.hub.users.send_watchers(app_id, user_id, frame),
         };
-        Metrics::add(&self.metrics.frames_queued, queued as u64);
+        let kind = MessageKind::of_frame(frame);
+        self.metrics
+            .app(app_id)
+            .delivered(kind, queued, frame.len());
         queued
     }
+}
+
+/// The console's view of a published event (presence and count events included).
+fn debug_event(
+    app: &App,
+    audience: Audience<'_>,
+    message: &ServerMessage<'_>,
+    except: Option<&SocketId>,
+) -> DebugEvent {
+    let (kind, name, data) = match *message {
+        ServerMessage::ChannelEvent { event, data, .. } => ("api_event", event, Some(data)),
+        ServerMessage::ClientEvent { event, data, .. } => {
+            ("client_event", event, data.map(|raw| raw.get()))
+        }
+        ServerMessage::MemberAdded { .. } => ("internal", "pusher_internal:member_added", None),
+        ServerMessage::MemberRemoved { .. } => ("internal", "pusher_internal:member_removed", None),
+        ServerMessage::SubscriptionCount { .. } => {
+            ("internal", "pusher_internal:subscription_count", None)
+        }
+        _ => ("internal", "pusher_internal:watchlist_events", None),
+    };
+    let target = match audience {
+        Audience::Channel(channel) => channel.as_str().to_owned(),
+        Audience::Watchers(user) => format!("watchers of {user}"),
+    };
+    let mut event = DebugEvent::new(&app.id, kind).channel(&target).event(name);
+    if let Some(data) = data {
+        event = event.data(data);
+    }
+    if let Some(except) = except {
+        event = event.socket(except);
+    }
+    event
 }
 
 impl Audience<'_> {

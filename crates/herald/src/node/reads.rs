@@ -38,6 +38,16 @@ impl Node {
         }
     }
 
+    /// A channel's subscribers on this node (socket ids).
+    pub fn local_subscribers(&self, app_id: &str, channel: &ChannelName) -> Vec<String> {
+        self.hub.subscribers(app_id, channel)
+    }
+
+    /// The channels a socket of this node holds.
+    pub fn channels_of(&self, app_id: &str, socket: &herald_protocol::SocketId) -> Vec<String> {
+        self.hub.channels_of(app_id, socket)
+    }
+
     /// The cache channel's current event, unless expired.
     pub fn cached(&self, app_id: &str, channel: &ChannelName) -> Option<CachedEvent> {
         self.hub.cached(app_id, channel)

@@ -2,7 +2,6 @@
 //! after the settle windows of [`Debounce`] and the per-app `max_pending` limit. Reports the
 //! queue depth and, at most once a minute, the events lost on the way.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -43,9 +42,7 @@ pub(super) async fn run(
             received = jobs.recv_many(&mut batch, BATCH) => if received == 0 { break },
             () = tokio::time::sleep_until(until) => {}
         }
-        metrics
-            .webhook_queue_depth
-            .store(jobs.len() as u64, Ordering::Relaxed);
+        metrics.webhook_queue_depth.set(jobs.len() as i64);
         let now = Instant::now();
         let horizon = if jobs.is_empty() {
             Some(now)
@@ -74,7 +71,7 @@ pub(super) async fn run(
                 }
             }
         }
-        let dropped = metrics.webhooks_dropped.load(Ordering::Relaxed);
+        let dropped = metrics.webhooks_dropped.get();
         if let Some(report) = losses.due(now, dropped) {
             report.log(settings.max_pending);
         }
@@ -350,7 +347,7 @@ mod tests {
             .expect("due");
         assert_eq!(stored.len(), 1);
         assert!(stored[0].event.contains("\"kept\""), "{stored:?}");
-        assert_eq!(metrics.webhooks_collapsed.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.webhooks_collapsed.get(), 2);
         drop(jobs);
         task.await.expect("ingest ends when the queue closes");
     }

@@ -25,8 +25,11 @@ pub use store::{NewEvent, Store, StoredEvent};
 /// `[webhooks]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
-    /// Where the outbox database lives.
+    /// Where the outbox database (and the usage database beside it) lives.
     pub data_dir: PathBuf,
+    /// True when the configuration names `data_dir`: usage is then kept there even when no
+    /// app has webhooks (see [`WebhookSettings::durable_dir`]).
+    pub data_dir_configured: bool,
     /// How long an event is retried before it becomes a dead letter.
     pub retry_for: Duration,
     /// Timeout of one request.
@@ -50,6 +53,7 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("herald-data"),
+            data_dir_configured: false,
             retry_for: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             removal_delay: Duration::from_secs(3),
@@ -63,6 +67,15 @@ impl Default for WebhookSettings {
             dead_letter_retention: Duration::from_secs(7 * 86_400),
             max_dead_letters: 100_000,
         }
+    }
+}
+
+impl WebhookSettings {
+    /// The directory Herald writes to, if any: `data_dir` once some app has webhooks (the
+    /// outbox needs it) or the configuration names it. Otherwise (the development default)
+    /// nothing is written, so a server started anywhere leaves no `herald-data/` behind.
+    pub fn durable_dir(&self, has_webhooks: bool) -> Option<&std::path::Path> {
+        (has_webhooks || self.data_dir_configured).then_some(self.data_dir.as_path())
     }
 }
 
@@ -118,6 +131,7 @@ impl Webhooks {
         settings: WebhookSettings,
         apps: Arc<dyn AppStore>,
         metrics: Arc<Metrics>,
+        debug: Arc<crate::debug::Tap>,
         shutdown: CancellationToken,
     ) -> rusqlite::Result<Self> {
         let store = Arc::new(std::sync::Mutex::new(Store::open(&settings.data_dir)?));
@@ -141,6 +155,7 @@ impl Webhooks {
             apps,
             settings,
             metrics.clone(),
+            debug,
             wake,
             shutdown,
         ));
@@ -152,7 +167,9 @@ impl Webhooks {
     /// ingest task logs drops at most once a minute.
     pub fn emit(&self, app: &App, event: WebhookEvent) {
         let at = tokio::time::Instant::now();
+        let queued = &self.metrics.app(&app.id).webhooks_queued;
         for target in app.webhook_targets(kind(&event), event.channel()) {
+            queued.inc();
             let job = Job::Event {
                 app_id: app.id.clone(),
                 url: target.url.clone(),
@@ -165,9 +182,8 @@ impl Webhooks {
                         Metrics::add(&self.metrics.webhooks_dropped, 1);
                         // The ingest task sets the depth when it takes jobs; while it is
                         // stuck, this keeps the gauge honest.
-                        let depth = self.jobs.max_capacity() as u64;
-                        let gauge = &self.metrics.webhook_queue_depth;
-                        gauge.store(depth, std::sync::atomic::Ordering::Relaxed);
+                        let depth = self.jobs.max_capacity() as i64;
+                        self.metrics.webhook_queue_depth.set(depth);
                     }
                     mpsc::error::TrySendError::Closed(_) => {
                         tracing::error!(app_id = %app.id, "webhook queue closed; event not stored");

@@ -15,6 +15,7 @@ use super::health::{self, TargetHealth};
 use super::store::{Store, StoredEvent};
 use super::{WebhookSettings, now_ms, redact};
 use crate::apps::{App, AppStore};
+use crate::debug::Tap;
 use crate::metrics::Metrics;
 
 /// Events fetched per pass, requests in flight, events per batched request.
@@ -23,12 +24,15 @@ const CONCURRENCY: usize = 32;
 const PER_REQUEST: usize = 50;
 /// How often the outbox is polled when nothing wakes the sender.
 const POLL: Duration = Duration::from_millis(500);
+/// How often the outbox gauges (pending events, oldest age) are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
 
 struct Sender {
     store: Arc<Mutex<Store>>,
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
     metrics: Arc<Metrics>,
+    debug: Arc<Tap>,
     http: reqwest::Client,
     /// Events being sent. Read and changed only while the store is locked, so a due-query
     /// and a completed delivery can never interleave (which would send an event twice).
@@ -43,6 +47,7 @@ pub(super) async fn run(
     apps: Arc<dyn AppStore>,
     settings: Arc<WebhookSettings>,
     metrics: Arc<Metrics>,
+    debug: Arc<Tap>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -59,15 +64,21 @@ pub(super) async fn run(
         apps,
         settings,
         metrics,
+        debug,
         http,
         in_flight: Arc::default(),
         permits: Arc::new(Semaphore::new(CONCURRENCY)),
         wake,
         health: Mutex::default(),
     });
+    let mut gauges_at: Option<tokio::time::Instant> = None;
     loop {
         sender.clone().dispatch_due().await;
         sender.summarise_failures();
+        if gauges_at.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+            sender.refresh_gauges().await;
+            gauges_at = Some(tokio::time::Instant::now());
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = sender.wake.notified() => {}
@@ -109,7 +120,12 @@ impl Sender {
                     return;
                 };
                 tokio::spawn(async move {
+                    let started = tokio::time::Instant::now();
                     let outcome = sender.deliver(app.as_deref(), &url, &chunk).await;
+                    sender.metrics.webhook_request.observe(started.elapsed());
+                    if let Some(first) = chunk.first() {
+                        sender.metrics.app(&first.app_id).webhook_requests.inc();
+                    }
                     sender.record(chunk, outcome).await;
                     drop(permit);
                 });
@@ -164,6 +180,14 @@ impl Sender {
         );
         let url = events.first().map(|e| e.url.clone()).unwrap_or_default();
         let failure = outcome.clone().err();
+        self.debug.record(|| {
+            let outcome = failure.clone().unwrap_or_else(|| "delivered".into());
+            let names: Vec<&str> = events.iter().filter_map(|e| event_name(&e.event)).collect();
+            let app_id = events.first().map_or("", |e| e.app_id.as_str());
+            crate::debug::DebugEvent::new(app_id, "webhook")
+                .event(&names.join(","))
+                .detail(format!("{} to {}", outcome, redact(&url)))
+        });
         let (ids_for_store, in_flight) = (ids.clone(), self.in_flight.clone());
         let written = tokio::task::spawn_blocking(move || {
             let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
@@ -179,22 +203,27 @@ impl Sender {
         })
         .await;
         let count = ids.len() as u64;
-        let metrics = &self.metrics;
         let app_id = events
             .first()
             .map(|e| e.app_id.as_str())
             .unwrap_or_default();
+        let metrics = self.metrics.app(app_id);
         let report = match (&outcome, written) {
             (Ok(()), Ok(Ok(_))) => {
-                Metrics::add(&metrics.webhooks_delivered, count);
+                metrics.webhooks_delivered.inc_by(count);
+                let now = now_ms();
+                for event in &events {
+                    let age = Duration::from_millis(now.saturating_sub(event.created_ms));
+                    self.metrics.webhook_latency.observe(age);
+                }
                 tracing::debug!(url = %redact(&url), events = count, "webhook delivered");
                 let now = tokio::time::Instant::now();
                 self.health().succeeded(app_id, &url, now);
                 None
             }
             (Err(error), Ok(Ok(dead))) => {
-                Metrics::add(&metrics.webhook_attempts_failed, count);
-                Metrics::add(&metrics.webhooks_dead_lettered, dead as u64);
+                metrics.webhooks_failed.inc_by(count);
+                metrics.webhooks_dead.inc_by(dead as u64);
                 let now = tokio::time::Instant::now();
                 self.health().failed(app_id, &url, error, dead as u64, now)
             }
@@ -209,6 +238,30 @@ impl Sender {
         }
     }
 
+    /// Pending events per app and the oldest one's age, into the metrics.
+    async fn refresh_gauges(&self) {
+        let store = self.store.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            let store = store.lock().unwrap_or_else(|p| p.into_inner());
+            store.pending_summary()
+        })
+        .await;
+        let Ok(Ok(summary)) = summary else {
+            return;
+        };
+        for (_, app) in self.metrics.apps() {
+            app.webhooks_pending.set(0);
+        }
+        let now = now_ms();
+        let mut oldest = now;
+        for (app_id, count, created) in summary {
+            self.metrics.app(&app_id).webhooks_pending.set(count as i64);
+            oldest = oldest.min(created);
+        }
+        let age = now.saturating_sub(oldest) as f64 / 1000.0;
+        self.metrics.webhook_outbox_oldest.set(age);
+    }
+
     fn health(&self) -> std::sync::MutexGuard<'_, TargetHealth> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -220,6 +273,12 @@ impl Sender {
             health::log(&app_id, &url, &report);
         }
     }
+}
+
+/// The `name` of a stored event's JSON.
+fn event_name(json: &str) -> Option<&str> {
+    let rest = &json[json.find(r#""name":""#)? + 8..];
+    rest.get(..rest.find('"')?)
 }
 
 /// Events grouped by `(app id, url)`, each group oldest first.

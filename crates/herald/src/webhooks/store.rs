@@ -301,6 +301,19 @@ impl Store {
         Ok(n as usize)
     }
 
+    /// Per app: events waiting for delivery and the creation time of the oldest.
+    pub fn pending_summary(&self) -> rusqlite::Result<Vec<(String, usize, u64)>> {
+        let mut statement = self.db.prepare_cached(
+            "SELECT app_id, COUNT(*), MIN(created_ms) FROM webhook_events WHERE dead = 0 GROUP BY app_id",
+        )?;
+        let rows = statement.query_map([], |r| {
+            let count: i64 = r.get(1)?;
+            let oldest: i64 = r.get(2)?;
+            Ok((r.get(0)?, count as usize, oldest as u64))
+        })?;
+        rows.collect()
+    }
+
     /// Puts dead letters back in the queue with a fresh retry window; `None` replays all.
     /// Returns how many were requeued.
     pub fn replay(&mut self, ids: Option<&[String]>, now_ms: u64) -> rusqlite::Result<usize> {

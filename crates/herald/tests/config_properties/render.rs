@@ -36,8 +36,11 @@ fn server(s: &ServerConfig) -> Table {
 
 fn webhooks(w: &WebhookSettings) -> Table {
     let mut t = Table::new();
-    let dir = w.data_dir.to_string_lossy().into_owned();
-    t.insert("data_dir".into(), Value::String(dir));
+    // Written only when it was: a data_dir that is set is used even without webhooks.
+    if w.data_dir_configured {
+        let dir = w.data_dir.to_string_lossy().into_owned();
+        t.insert("data_dir".into(), Value::String(dir));
+    }
     t.insert("retry_for".into(), int(w.retry_for.as_secs()));
     t.insert("timeout".into(), int(w.timeout.as_secs()));
     t.insert("removal_delay_ms".into(), int(w.removal_delay.as_millis()));

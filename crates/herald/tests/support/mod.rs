@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod cluster;
+pub mod prom;
 pub mod sink;
 pub mod tls;
 
@@ -55,6 +56,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<std::io::Result<()>>,
+    /// The data directory unless the configuration names one: each server has its own.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -64,7 +67,12 @@ impl TestServer {
 
     /// `toml` holds the whole configuration; `[server]` settings may be included.
     pub async fn with_config(toml: &str) -> Self {
-        let config = Config::from_toml(toml).expect("test config is valid");
+        let mut config = Config::from_toml(toml).expect("test config is valid");
+        let data_dir = (!config.webhooks.data_dir_configured).then(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            config.webhooks.data_dir = dir.path().to_owned();
+            dir
+        });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -73,6 +81,7 @@ impl TestServer {
             addr,
             shutdown,
             task,
+            data_dir,
         }
     }
 
@@ -363,17 +372,12 @@ where
     }
 }
 
-/// The value of an unlabelled metric in `/metrics` (0 when absent).
-pub async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.addr))
+/// A metric in `/metrics`: `name` or `name{label="value"}`, summed over the series that
+/// match (0 when none does).
+pub async fn metric(server: &TestServer, selector: &str) -> f64 {
+    prom::scrape(server.addr)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .find_map(|value| value.trim().parse().ok())
+        .value(selector)
         .unwrap_or(0.0)
 }
 

@@ -116,6 +116,7 @@ impl Endpoint {
 impl Transport for Endpoint {
     fn publish(&self, topic: &str, payload: Bytes) -> bool {
         debug_assert!(is_valid_topic(topic), "invalid topic {topic:?}");
+        let bytes = payload.len();
         let sent = self.is_up()
             && self
                 .queue
@@ -124,7 +125,9 @@ impl Transport for Endpoint {
                     payload,
                 })
                 .is_ok();
-        if !sent {
+        if sent {
+            self.stats.add_queued_bytes(bytes);
+        } else {
             self.stats.add_publish_dropped(1);
         }
         sent

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Debug, Default)]
 pub struct TransportStats {
     published: AtomicU64,
+    queued_bytes: AtomicU64,
     publish_dropped: AtomicU64,
     received: AtomicU64,
     received_bytes: AtomicU64,
@@ -18,6 +19,8 @@ pub struct TransportStats {
 pub struct TransportCounts {
     /// Messages handed to the broker.
     pub published: u64,
+    /// Payload bytes accepted for sending (a few may still be lost with a failing link).
+    pub published_bytes: u64,
     /// Messages never sent: refused by `publish` (queue full, link down) or queued when the
     /// link failed.
     pub publish_dropped: u64,
@@ -35,6 +38,7 @@ impl TransportStats {
     pub fn counts(&self) -> TransportCounts {
         TransportCounts {
             published: self.published.load(Relaxed),
+            published_bytes: self.queued_bytes.load(Relaxed),
             publish_dropped: self.publish_dropped.load(Relaxed),
             received: self.received.load(Relaxed),
             received_bytes: self.received_bytes.load(Relaxed),
@@ -45,6 +49,10 @@ impl TransportStats {
 
     pub(crate) fn add_published(&self, n: u64) {
         self.published.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn add_queued_bytes(&self, bytes: usize) {
+        self.queued_bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     pub(crate) fn add_publish_dropped(&self, n: u64) {

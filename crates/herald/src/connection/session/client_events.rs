@@ -6,7 +6,6 @@ use herald_protocol::message::ClientEvent;
 use herald_protocol::{ChannelKind, ErrorCode, ServerMessage};
 
 use super::Session;
-use crate::metrics::Metrics;
 use crate::node::Audience;
 use crate::webhooks::WebhookEvent;
 
@@ -17,7 +16,7 @@ impl Session {
             return;
         }
         if let Err(limited) = self.node.edge.apps.client_event(&self.app) {
-            Metrics::add(&self.node.metrics.app_daily_quota_refused, 1);
+            self.node.metrics.app_daily_quota_refused.inc();
             let code = ErrorCode::ClientEventRateLimit.code();
             self.error(
                 Some(code),
@@ -40,7 +39,6 @@ impl Session {
             &frame,
             Some(&self.socket_id),
         );
-        Metrics::add(&self.node.metrics.client_events_relayed, 1);
         self.webhook(WebhookEvent::ClientEvent {
             channel: event.channel.clone(),
             event: event.event.clone(),
@@ -87,6 +85,7 @@ impl Session {
         }
         if !self.client_events.allow(Instant::now()) {
             let code = ErrorCode::ClientEventRateLimit;
+            self.node.metrics.app(&self.app.id).rate_limited.inc();
             return Err((Some(code.code()), code.message().into()));
         }
         Ok(())
