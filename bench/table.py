@@ -9,7 +9,10 @@ SERVERS = ["herald", "sockudo", "soketi", "floor"]
 
 def dig(obj, *path):
     for key in path:
-        if not isinstance(obj, dict) or obj.get(key) is None:
+        if isinstance(key, int):
+            if not isinstance(obj, list) or key >= len(obj):
+                return None
+        elif not isinstance(obj, dict) or obj.get(key) is None:
             return None
         obj = obj[key]
     return obj
@@ -26,6 +29,11 @@ ROWS = [
     ("Fan-out p50 at half the knee* (ms)", "fanout", ("half_knee", "latency_ms", "p50"), False, "{:.2f}"),
     ("Fan-out p99 at half the knee* (ms)", "fanout", ("half_knee", "latency_ms", "p99"), False, "{:.2f}"),
     ("Fan-out deliveries/s at half the knee*", "fanout", ("half_knee", "deliveries_per_sec"), True, "{:,.0f}"),
+    # fanout-cost: fixed rates 5, 10, 45, 100 events/s to 2,000 subscribers (10k-200k deliveries/s).
+    ("Server CPU per delivery at 10k deliveries/s (µs)", "fanout-cost", ("steps", 0, "server_cpu_us_per_delivery"), False, "{:.2f}"),
+    ("Server CPU per delivery at 20k deliveries/s (µs)", "fanout-cost", ("steps", 1, "server_cpu_us_per_delivery"), False, "{:.2f}"),
+    ("Server CPU per delivery at 90k deliveries/s (µs)", "fanout-cost", ("steps", 2, "server_cpu_us_per_delivery"), False, "{:.2f}"),
+    ("Server CPU per delivery at 200k deliveries/s (µs)", "fanout-cost", ("steps", 3, "server_cpu_us_per_delivery"), False, "{:.2f}"),
     ("1k subscribers: fan-out knee deliveries/s (p99 <= 50 ms)", "fanout-1k", ("knee", "deliveries_per_sec"), True, "{:,.0f}"),
     ("1k subscribers: sustained deliveries/s (any latency)", "fanout-1k", ("sustained", "deliveries_per_sec"), True, "{:,.0f}"),
     ("1k subscribers: p99 at half the knee* (ms)", "fanout-1k", ("half_knee", "latency_ms", "p99"), False, "{:.2f}"),
@@ -112,14 +120,14 @@ def main():
     if notes:
         lines += ["", "Tool saturation (figures are a floor for the server):"] + [f"- {n}" for n in notes]
     lines += ["", "## Ramp steps", ""]
-    for scenario in ("fanout", "fanout-1k", "channels"):
+    for scenario in ("fanout", "fanout-cost", "fanout-1k", "channels"):
         for s in present:
             steps = results[s].get(scenario, {}).get("steps") or []
             if not steps:
                 continue
             lines.append(f"**{s} {scenario}**: " + "; ".join(
                 f"{st['rate']:.0f}/s → {st['deliveries_per_sec']:,.0f} del/s, p99 {st['latency_ms']['p99']:.1f} ms, "
-                f"{st['delivery_ratio']:.4f}{'' if st['pass'] else ' ✗ ' + (st.get('fail_reason') or '')}"
+                f"{st['delivery_ratio']:.4f}, server {st.get('server_cpu_us_per_delivery')} µs/delivery{'' if st['pass'] else ' ✗ ' + (st.get('fail_reason') or '')}"
                 for st in steps))
             lines.append("")
     lines += ["## Commands", "", "```"] + meta["commands"] + ["```", ""]

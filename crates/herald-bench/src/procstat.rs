@@ -59,6 +59,11 @@ impl CpuMeter {
         }
     }
 
+    /// CPU seconds (user + system) used since `start`.
+    pub fn seconds_used(&self) -> f64 {
+        cpu_seconds(self.pid).unwrap_or(self.start_cpu) - self.start_cpu
+    }
+
     /// Cores used on average since `start` (1.0 = one core fully busy).
     pub fn cores_used(&self) -> f64 {
         let wall = self.start.elapsed().as_secs_f64().max(1e-6);
@@ -109,6 +114,11 @@ impl ServerMeter {
     /// Cores used by all the server processes together.
     pub fn cores_used(&self) -> f64 {
         self.cpu.iter().map(CpuMeter::cores_used).sum()
+    }
+
+    /// CPU seconds (user + system) used by all the server processes together since `start`.
+    pub fn seconds_used(&self) -> f64 {
+        self.cpu.iter().map(CpuMeter::seconds_used).sum()
     }
 
     /// Per process: cores and broker bytes per second since `start`.

@@ -27,13 +27,14 @@ pub struct StepResult {
 impl StepResult {
     pub fn short(&self) -> String {
         format!(
-            "rate {:>8.0}/s: {:>10.0} deliveries/s, delivered {:.4}, p99 {:>7.2} ms, tool {} cores, server {} cores -> {}",
+            "rate {:>8.0}/s: {:>10.0} deliveries/s, delivered {:.4}, p99 {:>7.2} ms, tool {} cores, server {} cores ({} µs/delivery) -> {}",
             self.rate,
             self.deliveries_per_sec,
             self.json["delivery_ratio"].as_f64().unwrap_or(0.0),
             self.p99_ms,
             self.json["cpu"]["tool_cores"],
             self.json["cpu"]["server_cores"],
+            self.json["server_cpu_us_per_delivery"],
             if self.pass { "held" } else { "broke" }
         ) + if self.json["cpu"]["tool_saturated"] == true {
             " (WARNING: herald-bench saturated a core; figures are a floor)"
@@ -99,6 +100,10 @@ pub async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResul
         .collect();
     let cpu = CpuUse::measure(&parent, server.as_ref(), workers);
     let total = merge(&snaps);
+    let server_cpu = server
+        .as_ref()
+        .map(crate::procstat::ServerMeter::seconds_used);
+    let cost = server_cpu.and_then(|s| per_delivery_micros(s, total.received));
     let disconnected = total.disconnected - merge(&baseline).disconnected;
     let ratio = if published.expected == 0 {
         0.0
@@ -148,6 +153,8 @@ pub async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResul
         "disconnected": disconnected,
         "cpu": cpu.json(),
         "cpu_text": cpu.brief(),
+        "server_cpu_seconds": server_cpu.map(crate::report::round4),
+        "server_cpu_us_per_delivery": cost.map(round2),
         "pass": fail_reason.is_none(),
         "delivery_held": delivery_held,
         "fail_reason": fail_reason,
@@ -161,4 +168,20 @@ pub async fn step(setup: &Setup, pool: &mut Pool, rate: f64) -> Result<StepResul
         disconnected,
         json,
     })
+}
+
+/// Server CPU microseconds per delivered message; `None` when nothing was delivered.
+pub fn per_delivery_micros(cpu_seconds: f64, delivered: u64) -> Option<f64> {
+    (delivered > 0).then(|| cpu_seconds * 1e6 / delivered as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_delivery_micros;
+
+    #[test]
+    fn cost_per_delivery_is_cpu_over_deliveries() {
+        assert_eq!(per_delivery_micros(0.5, 50_000), Some(10.0));
+        assert_eq!(per_delivery_micros(0.5, 0), None);
+    }
 }

@@ -192,6 +192,13 @@ async fn fanout_spread_over_servers_at_fixed_rates() {
         assert_eq!(step["rate"], rate, "{step}");
         assert_eq!(step["delivery_ratio"], 1.0, "{step}");
         assert_eq!(step["cpu"]["nodes"].as_array().unwrap().len(), 1, "{step}");
+        // The (in-process) server used some CPU for its 200 × rate deliveries.
+        let cost = step["server_cpu_us_per_delivery"].as_f64().unwrap_or(0.0);
+        assert!(cost > 0.0 && cost < 100_000.0, "{step}");
+        assert!(
+            step["server_cpu_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+            "{step}"
+        );
     }
 }
 
