@@ -36,8 +36,12 @@ fn server(s: &ServerConfig) -> Table {
 
 fn webhooks(w: &WebhookSettings) -> Table {
     let mut t = Table::new();
-    let dir = w.data_dir.to_string_lossy().into_owned();
-    t.insert("data_dir".into(), Value::String(dir));
+    // Written only when the configuration named it: naming it is itself a setting (usage
+    // is then stored there even without webhooks).
+    if w.data_dir_configured {
+        let dir = w.data_dir.to_string_lossy().into_owned();
+        t.insert("data_dir".into(), Value::String(dir));
+    }
     t.insert("retry_for".into(), int(w.retry_for.as_secs()));
     t.insert("timeout".into(), int(w.timeout.as_secs()));
     t.insert("removal_delay_ms".into(), int(w.removal_delay.as_millis()));
