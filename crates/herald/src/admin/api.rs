@@ -166,20 +166,20 @@ pub async fn connection(
     Path(socket_id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let node = &console.node;
+    let socket = SocketId::parse(&socket_id).ok_or_else(|| not_found("connection"))?;
     let entry = node
         .sockets
-        .get(&socket_id)
+        .get(&socket)
         .ok_or_else(|| not_found("connection"))?;
-    let socket = SocketId::parse(&socket_id).ok_or_else(|| not_found("connection"))?;
-    let age = entry.opened.elapsed().map_or(0, |d| d.as_secs());
+    let age = entry.age().as_secs();
     Ok(Json(json!({
         "socket_id": socket_id,
-        "app_id": entry.app_id,
-        "remote": entry.remote.map(|r| r.to_string()),
+        "app_id": entry.app.id,
+        "remote": entry.remote().map(|r| r.to_string()),
         "user_id": entry.user,
         "age_seconds": age,
         "frames_queued": entry.outbox.queued(),
-        "channels": node.channels_of(&entry.app_id, &socket),
+        "channels": node.channels_of(&entry.app.id, &socket),
     })))
 }
 
@@ -188,7 +188,8 @@ pub async fn terminate_connection(
     _: Admin,
     Path(socket_id): Path<String>,
 ) -> Response {
-    match console.node.sockets.get(&socket_id) {
+    let socket = SocketId::parse(&socket_id);
+    match socket.and_then(|socket| console.node.sockets.get(&socket)) {
         Some(entry) => {
             entry
                 .outbox

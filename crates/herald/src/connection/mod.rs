@@ -26,13 +26,14 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::debug::DebugEvent;
+use crate::edge::NodeSlot;
 use crate::metrics::DurationHistogram;
-use crate::node::Node;
 use crate::node::sockets::SocketEntry;
+use crate::node::{ConnectionPermit, Node};
 use crate::outbox::{self, Kick, OutboxReceiver, Ready};
 use handshake::Admitted;
 use liveness::{Check, Liveness};
@@ -82,12 +83,11 @@ pub async fn upgrade(State(node): State<Arc<Node>>, mut request: Request) -> Res
         };
         match checked {
             // A task of its own: the live connection does not carry the upgrade's state.
-            Ok(admitted) => drop(task_node.tasks.spawn(serve(
-                ws,
-                task_node.clone(),
-                admitted,
-                remote,
-            ))),
+            Ok(admitted) => {
+                let opened = open(&task_node, admitted, remote);
+                let opened = Box::new(opened);
+                drop(task_node.tasks.spawn(serve(ws, task_node.clone(), opened)));
+            }
             Err(code) => refuse(ws, code).await,
         }
     });
@@ -188,30 +188,27 @@ enum Ending {
     Close(u16, String),
 }
 
-/// Runs an admitted connection until it ends, then cleans up its subscriptions.
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocketStream<S>,
-    node: Arc<Node>,
-    admitted: Admitted,
-    remote: Option<std::net::SocketAddr>,
-) {
+/// An admitted connection, registered for the inspector, before its task starts.
+struct Opened {
+    permit: ConnectionPermit,
+    /// This connection's place under the node's ceilings, released when it ends.
+    slot: NodeSlot,
+    session: Session,
+    receiver: OutboxReceiver,
+}
+
+/// Gives an admitted connection its socket id and outbox, registers it for the connection
+/// inspector and tells the debug console. Done before the connection's task is spawned, so
+/// what only this step needs (the remote address) is not kept in every idle connection.
+fn open(node: &Arc<Node>, admitted: Admitted, remote: Option<std::net::SocketAddr>) -> Opened {
     let Admitted { app, permit, slot } = admitted;
     let (outbox, receiver) = outbox::bounded(outbox::Limits {
         frames: node.server.outbox_capacity,
         bytes: node.server.max_outbox_bytes,
     });
-    let metrics_app = app.clone();
     let socket_id = new_socket_id();
-    node.sockets.add(
-        socket_id.as_str(),
-        SocketEntry {
-            app_id: app.id.clone(),
-            remote,
-            opened: std::time::SystemTime::now(),
-            user: None,
-            outbox: outbox.clone(),
-        },
-    );
+    let entry = SocketEntry::new(app.clone(), remote, outbox.clone());
+    node.sockets.add(&socket_id, entry);
     node.debug.record(|| {
         let event = DebugEvent::new(&app.id, "connection_opened").socket(&socket_id);
         match remote {
@@ -219,24 +216,50 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             None => event,
         }
     });
-    let session = Session::new(node.clone(), app, socket_id.clone(), outbox);
+    Opened {
+        permit,
+        slot,
+        session: Session::new(node.clone(), app, socket_id, outbox),
+        receiver,
+    }
+}
+
+/// Runs an admitted connection until it ends, then cleans up its subscriptions. `opened`
+/// comes boxed: an async fn keeps its arguments' space for its whole life, and a session
+/// passed by value would cost every idle connection 200 bytes.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    node: Arc<Node>,
+    opened: Box<Opened>,
+) {
+    let Opened {
+        permit,
+        slot,
+        session,
+        receiver,
+    } = *opened;
+    let queue = Queue {
+        frames: receiver,
+        latency: node.metrics.delivery_latency.clone(),
+    };
     let established = ServerMessage::ConnectionEstablished {
         socket_id: session.socket_id().as_str(),
         activity_timeout: node.server.activity_timeout,
-    };
+    }
+    .encode();
     // connection_established goes out before any inbound frame is read (spec §1.3).
     // Looked up again at the end rather than held: an idle connection stays small.
-    node.metrics.app(&metrics_app.id).opened.inc();
-    let ending = match ws.send(Message::Text(established.encode().into())).await {
-        Ok(()) => run(&mut ws, &node, session, &receiver).await,
-        Err(_) => Ending::Gone,
+    node.metrics.app(permit.app_id()).opened.inc();
+    let (ending, socket_id) = match ws.send(Message::Text(established.into())).await {
+        Ok(()) => run(&mut ws, &node, session, &queue).await,
+        Err(_) => (Ending::Gone, session.socket_id().clone()),
     };
-    let metrics = node.metrics.app(&metrics_app.id);
     let code = match &ending {
         Ending::Close(code, _) => Some(*code),
         Ending::Gone => None,
     };
     // Counted before the closing handshake (up to a second): both counters move together.
+    let metrics = node.metrics.app(permit.app_id());
     if code == Some(ErrorCode::OverCapacity.code()) {
         metrics.slow_consumers.inc();
     }
@@ -244,9 +267,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     if let Ending::Close(code, message) = ending {
         close(&mut ws, code, &message).await;
     }
-    node.sockets.remove(socket_id.as_str());
+    node.sockets.remove(&socket_id);
     node.debug.record(|| {
-        DebugEvent::new(&metrics_app.id, "connection_closed")
+        DebugEvent::new(permit.app_id(), "connection_closed")
             .socket(&socket_id)
             .detail(crate::metrics::close_code_label(code))
     });
@@ -258,8 +281,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     node: &Node,
     mut session: Session,
-    outbox: &OutboxReceiver,
-) -> Ending {
+    queue: &Queue,
+) -> (Ending, SocketId) {
     let auth_timeout = session.app().authorized_connections_timeout;
     let mut liveness = Liveness::new(&node.server, auth_timeout, Instant::now());
     let write_timeout = Duration::from_secs(node.server.write_timeout);
@@ -277,7 +300,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     Check::Fine => {}
                     Check::Probe => {
                         let ping = Message::Text(ServerMessage::Ping.encode().into());
-                        let sent = guarded(ws.send(ping), outbox, shutdown.as_mut(), write_timeout);
+                        let sent = guarded(ws.send(ping), &queue.frames, shutdown.as_mut(), write_timeout);
                         if let Err(ending) = sent.await {
                             break ending;
                         }
@@ -286,11 +309,11 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 timer.as_mut().reset(liveness.next_check());
             }
-            ready = outbox.ready() => match ready {
+            ready = queue.frames.ready() => match ready {
                 Ready::Kicked(kick) => break kicked(kick),
                 Ready::Frames => {
-                    let written = write_batch(ws, outbox, &node.metrics.delivery_latency);
-                    if let Err(ending) = guarded(written, outbox, shutdown.as_mut(), write_timeout).await {
+                    let written = write_batch(ws, queue);
+                    if let Err(ending) = guarded(written, &queue.frames, shutdown.as_mut(), write_timeout).await {
                         break ending;
                     }
                 }
@@ -311,7 +334,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     // tungstenite queues the pong itself (up to its 1 MiB write buffer):
                     // flushing it under the write deadline ends a flooder that never reads.
                     Some(Ok(Message::Ping(_))) => {
-                        let flushed = guarded(ws.flush(), outbox, shutdown.as_mut(), write_timeout);
+                        let flushed = guarded(ws.flush(), &queue.frames, shutdown.as_mut(), write_timeout);
                         if let Err(ending) = flushed.await {
                             break ending;
                         }
@@ -322,8 +345,9 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
+    let socket_id = session.socket_id().clone();
     session.close();
-    ending
+    (ending, socket_id)
 }
 
 /// Runs a write, but lets shutdown, a kick, or a client that stays unwritable for
@@ -374,30 +398,36 @@ fn kicked((code, message): Kick) -> Ending {
     Ending::Close(code.code(), message)
 }
 
-/// Writes what is queued (up to a batch), then flushes once; the events' delivery latency
-/// is observed after the flush, with one clock read per batch.
+/// The connection's side of its outbox, and where its events' delivery latency goes.
+struct Queue {
+    frames: OutboxReceiver,
+    latency: DurationHistogram,
+}
+
+impl Queue {
+    /// The next frame's text; a published event's delivery latency is observed as it is
+    /// taken for writing.
+    fn pop(&self) -> Option<Utf8Bytes> {
+        let frame = self.frames.pop()?;
+        if let Some(published) = frame.published() {
+            self.latency.observe(published.elapsed());
+        }
+        Some(frame.into_text())
+    }
+}
+
+/// Writes what is queued (up to a batch), then flushes once. Nothing more is kept across
+/// the writes than before delivery latency was measured: whatever this future holds, every
+/// idle connection's task holds too (an array of publish instants here cost 1 KiB each).
 async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
-    outbox: &OutboxReceiver,
-    latency: &DurationHistogram,
+    queue: &Queue,
 ) -> Result<(), WsError> {
-    let mut published = [None; MAX_BATCH];
-    for stamp in &mut published {
-        match outbox.pop() {
-            Some(frame) => {
-                *stamp = frame.published();
-                ws.feed(Message::Text(frame.into_text())).await?;
-            }
+    for _ in 0..MAX_BATCH {
+        match queue.pop() {
+            Some(text) => ws.feed(Message::Text(text)).await?,
             None => break,
         }
     }
-    ws.flush().await?;
-    let mut stamps = published.iter().flatten().peekable();
-    if stamps.peek().is_some() {
-        let now = std::time::Instant::now();
-        for at in stamps {
-            latency.observe(now.saturating_duration_since(*at));
-        }
-    }
-    Ok(())
+    ws.flush().await
 }

@@ -100,7 +100,7 @@ pub const CATALOG: &[Spec] = &[
         "herald_delivery_latency_seconds",
         "histogram",
         "",
-        "From publish on this node (or arrival from another node) to the frame written to the socket",
+        "From publish on this node (or arrival from another node) to the frame being taken by its connection's writer (the socket write itself, microseconds, not included)",
     ),
     // Channels.
     m(

@@ -160,6 +160,13 @@ pub struct ConnectionPermit {
     app: Arc<App>,
 }
 
+impl ConnectionPermit {
+    /// The id of the app the connection counts against.
+    pub fn app_id(&self) -> &str {
+        &self.app.id
+    }
+}
+
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut counts = self

@@ -17,7 +17,7 @@ impl Node {
     /// (in a cluster: online on any node).
     pub fn sign_in(&self, app: &App, user_id: &str, socket: &SocketId, outbox: &Outbox) {
         let first_here = self.hub.users.sign_in(&app.id, user_id, socket, outbox);
-        self.sockets.signed_in(socket.as_str(), Some(user_id));
+        self.sockets.signed_in(socket, Some(user_id));
         let Some(cluster) = &self.cluster else {
             if first_here {
                 self.announce_presence(app, user_id, true);

@@ -36,7 +36,8 @@ fn server(s: &ServerConfig) -> Table {
 
 fn webhooks(w: &WebhookSettings) -> Table {
     let mut t = Table::new();
-    // Written only when it was: a data_dir that is set is used even without webhooks.
+    // Written only when the configuration named it: naming it is itself a setting (usage
+    // is then stored there even without webhooks).
     if w.data_dir_configured {
         let dir = w.data_dir.to_string_lossy().into_owned();
         t.insert("data_dir".into(), Value::String(dir));
