@@ -88,11 +88,14 @@ pub fn router(
 /// An authorized admin request (the extractor every admin route takes).
 pub struct Admin;
 
-fn client_ip(parts: &Parts) -> IpAddr {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip())
+/// The client's address as the edge limits see it (`trusted_proxies` honoured), so failed
+/// tokens behind a proxy are counted per client, not for everyone behind it at once.
+fn client_ip(console: &Console, parts: &Parts) -> IpAddr {
+    console
+        .node
+        .edge
+        .client_ip(&parts.extensions, &parts.headers)
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 impl FromRequestParts<Arc<Console>> for Admin {
@@ -103,7 +106,8 @@ impl FromRequestParts<Arc<Console>> for Admin {
         console: &Arc<Console>,
     ) -> Result<Self, Refusal> {
         let failures = &console.node.metrics.admin_auth_failures;
-        console.auth.check(parts, client_ip(parts), failures)?;
+        let ip = client_ip(console, parts);
+        console.auth.check(parts, ip, failures)?;
         Ok(Self)
     }
 }
@@ -150,7 +154,8 @@ async fn login(
     }
     let given = form_field(&body, "token").unwrap_or_default();
     let failures = &console.node.metrics.admin_auth_failures;
-    match console.auth.login(&given, remote.ip(), failures) {
+    let ip = console.node.edge.client_ip_of(remote, &headers);
+    match console.auth.login(&given, ip, failures) {
         Ok(id) => {
             let cookie = auth::session_cookie(&id);
             let mut response = Redirect::to("/dashboard").into_response();

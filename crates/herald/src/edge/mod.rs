@@ -72,7 +72,12 @@ impl Edge {
     /// that did not come through it, as in unit tests).
     pub fn client_ip(&self, extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
         let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
-        Some(self.proxies.client_ip(peer.ip(), headers))
+        Some(self.client_ip_of(*peer, headers))
+    }
+
+    /// The client's address for a request that arrived from `peer`.
+    pub fn client_ip_of(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        self.proxies.client_ip(peer.ip(), headers)
     }
 
     /// Once a second: sample memory; every few seconds, forget idle addresses.
